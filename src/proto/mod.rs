@@ -1,0 +1,11 @@
+//! Sans-I/O protocol code: bytes, time and randomness come in as arguments.
+//! Nothing here may touch a socket, a clock or an RNG.
+
+pub mod cipher;
+pub mod dc;
+pub mod hello;
+pub mod obfs2;
+pub mod record;
+pub mod replay;
+pub mod server_hello;
+pub mod x25519;
