@@ -160,7 +160,9 @@ fn assemble(grease: u8, extensions: &[u8]) -> Vec<u8> {
 /// The classic 517-byte Chrome-like hello with a padding extension.
 fn unsigned_classic(sni: &[u8]) -> Vec<u8> {
     let g = grease_values();
-    let mut key_share = vec![g[1], g[1], 0x00, 0x01, 0x00, 0x00, 0x1d, 0x00, 0x20];
+    // The key share's GREASE group must be the one in supported_groups, as in Chrome and
+    // TDLib: OpenSSL fails the handshake ("bad key share") on a share for a group not offered.
+    let mut key_share = vec![g[3], g[3], 0x00, 0x01, 0x00, 0x00, 0x1d, 0x00, 0x20];
     key_share.extend_from_slice(&random_bytes(32));
     let exts: Vec<Vec<u8>> = vec![
         ext([g[2], g[2]], &[]),
@@ -199,7 +201,7 @@ fn unsigned_classic(sni: &[u8]) -> Vec<u8> {
 /// one-byte GREASE extension.
 fn unsigned_modern(sni: &[u8]) -> Vec<u8> {
     let g = grease_values();
-    let mut key_share = vec![g[1], g[1], 0x00, 0x01, 0x00];
+    let mut key_share = vec![g[3], g[3], 0x00, 0x01, 0x00];
     key_share.extend_from_slice(&[0x11, 0xec, 0x04, 0xc0]);
     key_share.extend_from_slice(&random_bytes(1216));
     key_share.extend_from_slice(&[0x00, 0x1d, 0x00, 0x20]);
