@@ -62,8 +62,14 @@ pub enum SecretEncoding {
 
 pub enum Command {
     Run(Config),
-    GenerateSecret { domain: String, encoding: SecretEncoding },
-    Access { public: Option<String>, secret: Secret },
+    GenerateSecret {
+        domain: String,
+        encoding: SecretEncoding,
+    },
+    Access {
+        public: Option<String>,
+        secret: Secret,
+    },
     /// Help text for the top level or a subcommand.
     Help(&'static str),
     Version,

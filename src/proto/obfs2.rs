@@ -30,7 +30,10 @@ pub struct ClientFrame {
 }
 
 /// Decodes the client's 64 bytes with key16 (§5.2).
-pub fn parse_client_frame(frame: &[u8; FRAME_LEN], key: &[u8; 16]) -> Result<ClientFrame, Obfs2Error> {
+pub fn parse_client_frame(
+    frame: &[u8; FRAME_LEN],
+    key: &[u8; 16],
+) -> Result<ClientFrame, Obfs2Error> {
     todo!()
 }
 
