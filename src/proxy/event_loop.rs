@@ -307,6 +307,9 @@ impl EventLoop {
                 return;
             };
             if self.live(slot, generation) {
+                if let Some(session) = self.sessions.get_mut(slot as usize) {
+                    session.queued = false;
+                }
                 self.drive(slot);
             }
         }

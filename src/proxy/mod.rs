@@ -27,6 +27,9 @@ const FRONT_REFRESH: Duration = Duration::from_secs(300);
 /// Binds every listener, prints `listening on ADDR` per address and the links, and runs the
 /// event loops until SIGINT or SIGTERM. Errors are for bind failures and other startup faults.
 pub fn run(config: Config) -> io::Result<()> {
+    // Before any thread starts, so every thread inherits the mask and only the signal thread
+    // below ever sees SIGINT or SIGTERM.
+    sys::block_stop_signals()?;
     let threads = match config.threads {
         0 => thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -76,7 +79,6 @@ pub fn run(config: Config) -> io::Result<()> {
             })?;
     }
 
-    sys::block_stop_signals()?;
     let sessions_per_loop = config.max_connections.div_ceil(threads);
     let buffers_per_loop = config.buffers.div_ceil(threads).max(2);
     let mut handles = Vec::with_capacity(threads);

@@ -332,6 +332,8 @@ pub struct Session {
     pub fronted_because: Option<Rejection>,
     /// Queued in `Context::waiters`.
     pub waiting: bool,
+    /// Queued in `Context::ready`.
+    pub queued: bool,
 }
 
 fn blank_cipher() -> CtrState {
@@ -363,6 +365,7 @@ impl Session {
             deadline: 0,
             fronted_because: None,
             waiting: false,
+            queued: false,
         }
     }
 
@@ -486,7 +489,10 @@ impl Session {
                 }
             }
         }
-        ctx.ready.push_back((slot, self.generation));
+        if !self.queued {
+            self.queued = true;
+            ctx.ready.push_back((slot, self.generation));
+        }
         Ok(())
     }
 
