@@ -6,6 +6,8 @@ use std::fmt;
 
 /// The first byte of a FakeTLS secret (PROTOCOL.md §1.1).
 const FAKE_TLS_TAG: u8 = 0xee;
+/// The first byte of a `dd` secret, which feint refuses with its own message.
+const SECURE_TAG: u8 = 0xdd;
 pub const KEY_LEN: usize = 16;
 /// The desktop client asserts at least 21 secret bytes, so 4 domain bytes (PROTOCOL.md §1.1).
 pub const MIN_DOMAIN_LEN: usize = 4;
@@ -73,7 +75,11 @@ impl Secret {
         let bytes = if text.bytes().all(|b| b.is_ascii_hexdigit()) {
             hex_decode(text)
         } else {
-            base64_decode(text)
+            // Most words are valid base64. Unless the bytes look like some kind of secret, the
+            // text is more likely a mistyped hex secret than a base64 one: say so.
+            base64_decode(text).filter(|bytes| {
+                matches!(bytes.first(), Some(&FAKE_TLS_TAG | &SECURE_TAG)) || bytes.len() == KEY_LEN
+            })
         };
         let bytes = bytes.ok_or(SecretError::BadEncoding)?;
         Secret::from_bytes(&bytes)
