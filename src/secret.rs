@@ -467,11 +467,3 @@ mod tests {
         }
     }
 }
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Secret")
-            .field("domain", &self.domain)
-            .finish_non_exhaustive()
-    }
-}
