@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use crate::cli::Config;
+use crate::cli::{self, Config};
 use crate::secret;
 use event_loop::EventLoop;
 use shared::{FrontAddresses, Shared, MAX_FRONT_ADDRESSES};
@@ -163,39 +163,19 @@ fn print_links(config: &Config, bound: &[SocketAddr]) {
     let Some(first) = bound.first() else {
         return;
     };
-    let (host, port) = match &config.public {
-        Some(public) => split_public(public, first.port()),
-        None if !first.ip().is_unspecified() => (first.ip().to_string(), first.port()),
-        None => {
-            eprintln!("pass --public ADDR to print the proxy links (feint never looks up its own address)");
-            return;
-        }
+    let endpoint = match &config.public {
+        Some(public) => cli::public_endpoint(public, first.port()),
+        None if !first.ip().is_unspecified() => Some((first.ip().to_string(), first.port())),
+        None => None,
     };
-    for link in secret::links(&config.secret, &host, port) {
-        eprintln!("{link}");
-    }
-}
-
-/// `host`, `host:port`, `[v6]` or `[v6]:port`.
-fn split_public(public: &str, default_port: u16) -> (String, u16) {
-    if let Ok(address) = public.parse::<SocketAddr>() {
-        return (address.ip().to_string(), address.port());
-    }
-    if let Some((host, port)) = public.rsplit_once(':') {
-        if let (Ok(port), false) = (
-            port.parse::<u16>(),
-            host.contains(':') && !host.starts_with('['),
-        ) {
-            return (
-                host.trim_matches(|c| c == '[' || c == ']').to_string(),
-                port,
-            );
+    match endpoint {
+        Some((host, port)) => {
+            for link in secret::links(&config.secret, &host, port) {
+                eprintln!("{link}");
+            }
         }
+        None => eprintln!("{}", cli::NO_PUBLIC_HINT),
     }
-    (
-        public.trim_matches(|c| c == '[' || c == ']').to_string(),
-        default_port,
-    )
 }
 
 /// Resolves the front, leaving out addresses that are this proxy itself (a fronting loop).
