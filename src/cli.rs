@@ -1,9 +1,12 @@
 //! Command line (lexopt) → Command. No config file, no exit: main decides what to do.
+//! Every value is checked here, so `proxy` can trust a `Config` it is handed.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
-use crate::secret::Secret;
+use lexopt::Arg::{Long, Short, Value};
+
+use crate::secret::{self, Secret};
 
 /// How feint picks between IPv4 and IPv6 addresses of a DC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,6 +27,8 @@ pub enum LogLevel {
 }
 
 /// Where failed handshakes are relayed: a host name or address and a port.
+/// `host` is a lowercase DNS name, an IPv4 address or an IPv6 address without brackets, so
+/// `(host.as_str(), port)` can be handed to `ToSocketAddrs` as it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FrontTarget {
     pub host: String,
@@ -60,10 +65,17 @@ pub enum SecretEncoding {
     Base64,
 }
 
+#[derive(Debug)]
 pub enum Command {
     Run(Config),
-    GenerateSecret { domain: String, encoding: SecretEncoding },
-    Access { public: Option<String>, secret: Secret },
+    GenerateSecret {
+        domain: String,
+        encoding: SecretEncoding,
+    },
+    Access {
+        public: Option<String>,
+        secret: Secret,
+    },
     /// Help text for the top level or a subcommand.
     Help(&'static str),
     Version,
@@ -73,6 +85,978 @@ pub enum Command {
 #[derive(Debug)]
 pub struct UsageError(pub String);
 
-pub fn parse(parser: lexopt::Parser) -> Result<Command, UsageError> {
-    todo!()
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+impl From<lexopt::Error> for UsageError {
+    fn from(error: lexopt::Error) -> UsageError {
+        UsageError(match error {
+            lexopt::Error::MissingValue {
+                option: Some(option),
+            } => format!("{option} needs a value"),
+            lexopt::Error::UnexpectedValue { option, .. } => format!("{option} takes no value"),
+            lexopt::Error::NonUnicodeValue(value) => format!("{value:?} is not valid UTF-8"),
+            other => other.to_string(),
+        })
+    }
+}
+
+/// The port of every default address: HTTPS, so the traffic looks like what it imitates.
+pub const DEFAULT_PORT: u16 = 443;
+pub const DEFAULT_BIND: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, DEFAULT_PORT));
+pub const DEFAULT_PREFER_IP: PreferIp = PreferIp::PreferIpv4;
+pub const DEFAULT_TIME_SKEW: Duration = Duration::from_secs(5 * 60);
+pub const DEFAULT_REPLAY_CACHE_BYTES: usize = 4 << 20;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 8192;
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+pub const DEFAULT_THREADS: usize = 0;
+pub const DEFAULT_BUFFERS: usize = 512;
+
+/// Below this the replay table holds too few hellos to be worth having.
+pub const MIN_REPLAY_CACHE_BYTES: usize = 4 << 10;
+
+// Upper limits: each keeps a typo from asking for more memory than any VPS has, which would
+// abort at startup instead of printing one line.
+pub const MAX_REPLAY_CACHE_BYTES: usize = 1 << 30;
+pub const MAX_MAX_CONNECTIONS: usize = 1 << 20;
+pub const MAX_THREADS: usize = 1024;
+/// 65,536 buffers of 16.5 KiB are about 1.1 GB.
+pub const MAX_BUFFERS: usize = 1 << 16;
+/// Keeps `Instant + duration` far from overflow in the event loop.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// What `feint access` and `feint run` say when they have no `--public` to put in links.
+pub const NO_PUBLIC_HINT: &str = "pass --public ADDR[:PORT] with this server's public address \
+     to print links; feint never asks a third party for it";
+
+pub const HELP: &str = "\
+feint: a tiny FakeTLS MTProto proxy for Telegram, with domain fronting
+
+Usage:
+  feint run [OPTIONS] SECRET
+      Serve Telegram clients that hold SECRET.
+  feint generate-secret [--base64] DOMAIN
+      Print a fresh ee secret that imitates TLS to DOMAIN.
+  feint access [--public ADDR[:PORT]] SECRET
+      Print the tg:// and https://t.me links for SECRET.
+  feint help [COMMAND]
+      Print this help or a command's help.
+
+Options:
+  -h, --help       Print help (also `feint COMMAND --help`)
+  -V, --version    Print the version
+
+Quick start:
+  feint generate-secret example.com
+  feint run --public 203.0.113.7 SECRET
+";
+
+pub const RUN_HELP: &str = "\
+Usage: feint run [OPTIONS] SECRET
+
+Serve Telegram clients that hold SECRET, an ee (FakeTLS) secret in hex or base64.
+A connection that fails the handshake is relayed to the front, so a prober sees a real site.
+
+Options:
+  -b, --bind ADDR:PORT
+      Listen on ADDR:PORT; repeat for several listeners (-b 0.0.0.0:443 -b [::]:443).
+      Given at all, it replaces the default. [default: 0.0.0.0:443]
+      --dc ID=ADDR:PORT
+      Send DC ID (1 to 5) and its media DC -ID to ADDR:PORT instead of Telegram's
+      address; repeatable.
+      --front HOST[:PORT]
+      Where failed handshakes go: a DNS name, an IPv4 or an [IPv6] address.
+      [default: the secret's domain, port 443]
+      --prefer-ip MODE
+      Which DC addresses to dial: prefer-ipv4, prefer-ipv6, only-ipv4 or only-ipv6.
+      [default: prefer-ipv4]
+      --time-skew DURATION
+      Largest accepted difference between a client's clock and ours. [default: 5m]
+      --replay-cache SIZE
+      Memory that remembers recent handshakes, so a captured one cannot be replayed:
+      bytes, or a number with B, KiB, MiB or GiB; at least 4KiB. [default: 4MiB]
+      --max-connections N
+      Connections open at once; new ones beyond this are closed. [default: 8192]
+      --handshake-timeout DURATION
+      Time a client has to complete its handshake. [default: 10s]
+      --idle-timeout DURATION
+      Close a connection after this long without traffic. [default: 5m]
+      --threads N
+      Event loops; 0 means one per CPU feint may use. [default: 0]
+      --buffers N
+      I/O buffers of 16.5 KiB in all, shared by the connections of each event loop;
+      idle connections hold none. [default: 512]
+      --public ADDR[:PORT]
+      The address clients dial, printed in the links at start. The port defaults to
+      the first --bind's. feint never asks a third party for its address.
+  -v, --verbose
+      Log one line per connection outcome; without it feint logs start, stop and errors.
+  -h, --help
+      Print this help.
+
+DURATION is a whole number with ms, s, m or h (500ms, 10s, 5m, 1h); a bare number is seconds.
+";
+
+pub const GENERATE_SECRET_HELP: &str = "\
+Usage: feint generate-secret [--base64] DOMAIN
+
+Print a fresh ee secret: 16 random bytes from the OS and DOMAIN, the site whose TLS feint
+imitates and where failed handshakes go. Pick a real HTTPS site that is not blocked.
+
+Options:
+      --base64    Print base64url instead of hex (base64 links are reported broken on iOS).
+  -h, --help      Print this help.
+";
+
+pub const ACCESS_HELP: &str = "\
+Usage: feint access [--public ADDR[:PORT]] SECRET
+
+Print the tg://proxy and https://t.me/proxy links for SECRET, with the secret in hex.
+
+Options:
+      --public ADDR[:PORT]
+      The address clients dial: a DNS name, an IPv4 or an [IPv6] address.
+      Required; feint never asks a third party for its address. [default port: 443]
+  -h, --help
+      Print this help.
+";
+
+/// Parses the whole command line. Fails with one line naming the problem.
+pub fn parse(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
+    match parser.next()? {
+        Some(Short('h') | Long("help")) => Ok(Command::Help(HELP)),
+        Some(Short('V') | Long("version")) => Ok(Command::Version),
+        Some(Value(command)) => match command.to_str() {
+            Some("run") => parse_run(parser),
+            Some("generate-secret") => parse_generate_secret(parser),
+            Some("access") => parse_access(parser),
+            Some("help") => parse_help(parser),
+            _ => Err(UsageError(format!(
+                "unknown command {command:?}; see `feint --help`"
+            ))),
+        },
+        Some(arg) => Err(unexpected(arg, "")),
+        None => Err(UsageError(
+            "missing command (run, generate-secret or access); see `feint --help`".into(),
+        )),
+    }
+}
+
+fn parse_run(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
+    let mut secret = None;
+    let mut binds = Vec::new();
+    let mut dc_overrides: Vec<(i16, SocketAddr)> = Vec::new();
+    let mut front = None;
+    let mut prefer_ip = DEFAULT_PREFER_IP;
+    let mut time_skew = DEFAULT_TIME_SKEW;
+    let mut replay_cache_bytes = DEFAULT_REPLAY_CACHE_BYTES;
+    let mut max_connections = DEFAULT_MAX_CONNECTIONS;
+    let mut handshake_timeout = DEFAULT_HANDSHAKE_TIMEOUT;
+    let mut idle_timeout = DEFAULT_IDLE_TIMEOUT;
+    let mut threads = DEFAULT_THREADS;
+    let mut buffers = DEFAULT_BUFFERS;
+    let mut public = None;
+    let mut log = LogLevel::Quiet;
+
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('b') | Long("bind") => {
+                let bind = flag_value(&mut parser, "--bind", parse_bind)?;
+                if binds.contains(&bind) {
+                    return Err(UsageError(format!("--bind: {bind} is given twice")));
+                }
+                binds.push(bind);
+            }
+            Long("dc") => {
+                let (id, address) = flag_value(&mut parser, "--dc", parse_dc)?;
+                if dc_overrides.iter().any(|&(seen, _)| seen == id) {
+                    return Err(UsageError(format!("--dc: DC {id} is given twice")));
+                }
+                dc_overrides.push((id, address));
+            }
+            Long("front") => front = Some(flag_value(&mut parser, "--front", parse_front)?),
+            Long("prefer-ip") => {
+                prefer_ip = flag_value(&mut parser, "--prefer-ip", parse_prefer_ip)?
+            }
+            Long("time-skew") => {
+                time_skew = flag_value(&mut parser, "--time-skew", parse_duration)?
+            }
+            Long("replay-cache") => {
+                replay_cache_bytes = flag_value(&mut parser, "--replay-cache", parse_size)?;
+            }
+            Long("max-connections") => {
+                max_connections = flag_value(&mut parser, "--max-connections", |text| {
+                    parse_count(text, 1, MAX_MAX_CONNECTIONS)
+                })?;
+            }
+            Long("handshake-timeout") => {
+                handshake_timeout = flag_value(&mut parser, "--handshake-timeout", parse_duration)?;
+            }
+            Long("idle-timeout") => {
+                idle_timeout = flag_value(&mut parser, "--idle-timeout", parse_duration)?;
+            }
+            Long("threads") => {
+                threads = flag_value(&mut parser, "--threads", |text| {
+                    parse_count(text, 0, MAX_THREADS)
+                })?;
+            }
+            Long("buffers") => {
+                buffers = flag_value(&mut parser, "--buffers", |text| {
+                    parse_count(text, 1, MAX_BUFFERS)
+                })?;
+            }
+            Long("public") => public = Some(flag_value(&mut parser, "--public", parse_public)?),
+            Short('v') | Long("verbose") => log = LogLevel::Verbose,
+            Short('h') | Long("help") => return Ok(Command::Help(RUN_HELP)),
+            Value(text) if secret.is_none() => secret = Some(parse_secret(&text)?),
+            arg => return Err(unexpected(arg, "run")),
+        }
+    }
+
+    let secret: Secret = secret.ok_or_else(|| {
+        UsageError("run: missing SECRET; make one with `feint generate-secret DOMAIN`".into())
+    })?;
+    if binds.is_empty() {
+        binds.push(DEFAULT_BIND);
+    }
+    let front = front.unwrap_or_else(|| FrontTarget {
+        host: secret.domain.clone(),
+        port: DEFAULT_PORT,
+    });
+    Ok(Command::Run(Config {
+        secret,
+        binds,
+        dc_overrides,
+        front,
+        prefer_ip,
+        time_skew,
+        replay_cache_bytes,
+        max_connections,
+        handshake_timeout,
+        idle_timeout,
+        public,
+        log,
+        threads,
+        buffers,
+    }))
+}
+
+fn parse_generate_secret(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
+    let mut domain = None;
+    let mut encoding = SecretEncoding::Hex;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("base64") => encoding = SecretEncoding::Base64,
+            Short('h') | Long("help") => return Ok(Command::Help(GENERATE_SECRET_HELP)),
+            Value(text) if domain.is_none() => {
+                let text = text.to_string_lossy();
+                let secret = Secret::with_domain([0; secret::KEY_LEN], &text).map_err(|_| {
+                    UsageError(format!(
+                        "generate-secret: {text:?} is not a DNS name of 4 to 182 bytes \
+                         (labels of a-z, 0-9 and '-', such as example.com)"
+                    ))
+                })?;
+                domain = Some(secret.domain);
+            }
+            arg => return Err(unexpected(arg, "generate-secret")),
+        }
+    }
+    let domain = domain.ok_or_else(|| {
+        UsageError("generate-secret: missing DOMAIN, the site to imitate, e.g. example.com".into())
+    })?;
+    Ok(Command::GenerateSecret { domain, encoding })
+}
+
+fn parse_access(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
+    let mut secret = None;
+    let mut public = None;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("public") => public = Some(flag_value(&mut parser, "--public", parse_public)?),
+            Short('h') | Long("help") => return Ok(Command::Help(ACCESS_HELP)),
+            Value(text) if secret.is_none() => secret = Some(parse_secret(&text)?),
+            arg => return Err(unexpected(arg, "access")),
+        }
+    }
+    let secret = secret.ok_or_else(|| UsageError("access: missing SECRET".into()))?;
+    Ok(Command::Access { public, secret })
+}
+
+fn parse_help(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
+    let text = match parser.next()? {
+        None => HELP,
+        Some(Value(command)) => match command.to_str() {
+            Some("run") => RUN_HELP,
+            Some("generate-secret") => GENERATE_SECRET_HELP,
+            Some("access") => ACCESS_HELP,
+            Some("help") => HELP,
+            _ => {
+                return Err(UsageError(format!(
+                    "help: unknown command {command:?}; see `feint --help`"
+                )))
+            }
+        },
+        Some(arg) => return Err(unexpected(arg, "help")),
+    };
+    match parser.next()? {
+        None => Ok(Command::Help(text)),
+        Some(arg) => Err(unexpected(arg, "help")),
+    }
+}
+
+/// The host and port that links should carry, from a `--public` value that `parse` accepted.
+/// `default_port` is the port of the first listener (`run`) or 443 (`access`). An IPv6 host
+/// comes back without brackets. `None` only for text that `parse` would have refused.
+pub fn public_endpoint(public: &str, default_port: u16) -> Option<(String, u16)> {
+    let (host, port) = parse_host_port(public).ok()?;
+    Some((host, port.unwrap_or(default_port)))
+}
+
+/// Reads a flag's value and validates it, so the error names the flag.
+fn flag_value<T>(
+    parser: &mut lexopt::Parser,
+    flag: &str,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, UsageError> {
+    let value = parser.value()?;
+    let text = value
+        .to_str()
+        .ok_or_else(|| UsageError(format!("{flag}: {value:?} is not valid UTF-8")))?;
+    parse(text).map_err(|why| UsageError(format!("{flag}: {why}")))
+}
+
+/// The one-line error for an option or argument that a command does not take.
+fn unexpected(arg: lexopt::Arg<'_>, command: &str) -> UsageError {
+    let help = if command.is_empty() {
+        "feint --help".to_owned()
+    } else {
+        format!("feint {command} --help")
+    };
+    UsageError(match arg {
+        Short(flag) => format!("unknown option '-{flag}'; see `{help}`"),
+        Long(flag) => format!("unknown option '--{flag}'; see `{help}`"),
+        Value(text) => format!("unexpected argument {text:?}; see `{help}`"),
+    })
+}
+
+fn parse_secret(text: &std::ffi::OsStr) -> Result<Secret, UsageError> {
+    let text = text.to_str().unwrap_or("");
+    Secret::parse(text).map_err(|error| UsageError(error.to_string()))
+}
+
+fn parse_bind(text: &str) -> Result<SocketAddr, String> {
+    text.parse()
+        .map_err(|_| format!("{text:?} is not ADDR:PORT, such as 0.0.0.0:443 or [::]:443"))
+}
+
+/// `ID=ADDR:PORT` with ID in 1..=5: the media DC -ID follows its DC, so negative ids are
+/// refused rather than taken as a second route.
+fn parse_dc(text: &str) -> Result<(i16, SocketAddr), String> {
+    let usage = || format!("{text:?} is not ID=ADDR:PORT, such as 2=192.0.2.10:443");
+    let (id, address) = text.split_once('=').ok_or_else(usage)?;
+    let id: i16 = id.parse().map_err(|_| usage())?;
+    if !(1..=5).contains(&id) {
+        return Err(format!(
+            "DC {id} does not exist; use 1 to 5 (a route for DC N also serves media DC -N)"
+        ));
+    }
+    let address: SocketAddr = address
+        .parse()
+        .map_err(|_| format!("{address:?} is not an IP ADDR:PORT, such as 192.0.2.10:443"))?;
+    if address.port() == 0 {
+        return Err(format!("{address} has port 0"));
+    }
+    Ok((id, address))
+}
+
+fn parse_front(text: &str) -> Result<FrontTarget, String> {
+    let (host, port) = parse_host_port(text)?;
+    Ok(FrontTarget {
+        host: host.to_ascii_lowercase(),
+        port: port.unwrap_or(DEFAULT_PORT),
+    })
+}
+
+fn parse_public(text: &str) -> Result<String, String> {
+    parse_host_port(text)?;
+    Ok(text.to_owned())
+}
+
+/// `HOST[:PORT]`: HOST is a DNS name, an IPv4 address, or an IPv6 address in brackets; the
+/// port, if any, is 1..=65535. Bare IPv6 is refused because `::1:443` is itself an address, so
+/// a forgotten bracket would silently change the host. IPv6 comes back without brackets.
+fn parse_host_port(text: &str) -> Result<(String, Option<u16>), String> {
+    let usage = || {
+        format!(
+            "{text:?} is not HOST[:PORT], such as example.com:443, 192.0.2.1 or [2001:db8::1]:443"
+        )
+    };
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']').ok_or_else(usage)?;
+        let ip: Ipv6Addr = inside.parse().map_err(|_| usage())?;
+        let port = match after {
+            "" => None,
+            _ => Some(after.strip_prefix(':').ok_or_else(usage)?),
+        };
+        (ip.to_string(), port)
+    } else {
+        let (host, port) = match text.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        };
+        if host.contains(':') {
+            return Err(format!(
+                "{text:?}: put an IPv6 address in brackets, such as [2001:db8::1]:443"
+            ));
+        }
+        let is_name = secret::is_dns_name(&host.to_ascii_lowercase());
+        if host.parse::<Ipv4Addr>().is_err() && !is_name {
+            return Err(usage());
+        }
+        (host.to_owned(), port)
+    };
+    let port = match port {
+        None => None,
+        Some(port) => match port.parse::<u16>() {
+            Ok(port) if port > 0 => Some(port),
+            _ => return Err(format!("{port:?} is not a port from 1 to 65535")),
+        },
+    };
+    Ok((host, port))
+}
+
+fn parse_prefer_ip(text: &str) -> Result<PreferIp, String> {
+    match text {
+        "prefer-ipv4" => Ok(PreferIp::PreferIpv4),
+        "prefer-ipv6" => Ok(PreferIp::PreferIpv6),
+        "only-ipv4" => Ok(PreferIp::OnlyIpv4),
+        "only-ipv6" => Ok(PreferIp::OnlyIpv6),
+        _ => Err(format!(
+            "{text:?} is not prefer-ipv4, prefer-ipv6, only-ipv4 or only-ipv6"
+        )),
+    }
+}
+
+/// `500ms`, `10s`, `5m`, `1h` or bare seconds; more than zero and at most `MAX_DURATION`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let usage = || format!("{text:?} is not a duration such as 500ms, 10s, 5m or 1h");
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let number: u64 = number.parse().map_err(|_| usage())?;
+    let too_long = || format!("{text} is longer than 24h");
+    let duration = match unit {
+        "ms" => Duration::from_millis(number),
+        "" | "s" => Duration::from_secs(number),
+        "m" => Duration::from_secs(number.checked_mul(60).ok_or_else(too_long)?),
+        "h" => Duration::from_secs(number.checked_mul(60 * 60).ok_or_else(too_long)?),
+        _ => return Err(usage()),
+    };
+    if duration.is_zero() {
+        return Err(format!("{text} must be more than zero"));
+    }
+    if duration > MAX_DURATION {
+        return Err(too_long());
+    }
+    Ok(duration)
+}
+
+/// Bytes, or a whole number with B, KiB, MiB or GiB; from 4KiB to 1GiB.
+fn parse_size(text: &str) -> Result<usize, String> {
+    let usage = || format!("{text:?} is not a size such as 65536, 64KiB, 4MiB or 1GiB");
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let number: usize = number.parse().map_err(|_| usage())?;
+    let shift = match unit {
+        "" | "B" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        _ => return Err(usage()),
+    };
+    let bytes = number
+        .checked_mul(1 << shift)
+        .filter(|&bytes| bytes <= MAX_REPLAY_CACHE_BYTES)
+        .ok_or_else(|| format!("{text} is more than 1GiB"))?;
+    if bytes < MIN_REPLAY_CACHE_BYTES {
+        return Err(format!("{text} is less than 4KiB"));
+    }
+    Ok(bytes)
+}
+
+fn parse_count(text: &str, min: usize, max: usize) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(count) if (min..=max).contains(&count) => Ok(count),
+        _ => Err(format!(
+            "{text:?} is not a whole number from {min} to {max}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET_HEX: &str = "ee000102030405060708090a0b0c0d0e0f6578616d706c652e636f6d";
+    const SECRET_BASE64URL: &str = "7gABAgMEBQYHCAkKCwwNDg9leGFtcGxlLmNvbQ";
+
+    fn parse_args(args: &[&str]) -> Result<Command, UsageError> {
+        parse(lexopt::Parser::from_args(args))
+    }
+
+    fn run_config(args: &[&str]) -> Config {
+        let mut argv = vec!["run"];
+        argv.extend_from_slice(args);
+        match parse_args(&argv) {
+            Ok(Command::Run(config)) => config,
+            other => panic!("{argv:?} gave {other:?}"),
+        }
+    }
+
+    /// The error line for `argv`; the test fails if `argv` parses.
+    fn error(argv: &[&str]) -> String {
+        match parse_args(argv) {
+            Err(UsageError(line)) => {
+                assert!(!line.contains('\n'), "{line:?} is more than one line");
+                line
+            }
+            Ok(command) => panic!("{argv:?} was accepted as {command:?}"),
+        }
+    }
+
+    fn run_error(args: &[&str]) -> String {
+        let mut argv = vec!["run"];
+        argv.extend_from_slice(args);
+        error(&argv)
+    }
+
+    #[test]
+    fn run_uses_the_defaults() {
+        let config = run_config(&[SECRET_HEX]);
+        assert_eq!(config.secret.domain, "example.com");
+        assert_eq!(config.secret.key[15], 15);
+        assert_eq!(config.binds, vec!["0.0.0.0:443".parse().unwrap()]);
+        assert!(config.dc_overrides.is_empty());
+        assert_eq!(
+            config.front,
+            FrontTarget {
+                host: "example.com".into(),
+                port: 443
+            }
+        );
+        assert_eq!(config.prefer_ip, PreferIp::PreferIpv4);
+        assert_eq!(config.time_skew, Duration::from_secs(300));
+        assert_eq!(config.replay_cache_bytes, 4 * 1024 * 1024);
+        assert_eq!(config.max_connections, 8192);
+        assert_eq!(config.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(config.idle_timeout, Duration::from_secs(300));
+        assert_eq!(config.public, None);
+        assert_eq!(config.log, LogLevel::Quiet);
+        assert_eq!(config.threads, 0);
+        assert_eq!(config.buffers, 512);
+    }
+
+    #[test]
+    fn run_reads_every_flag() {
+        let config = run_config(&[
+            "-b",
+            "127.0.0.1:8443",
+            "--bind=[::]:443",
+            "--dc",
+            "2=127.0.0.1:9002",
+            "--dc",
+            "5=[::1]:9005",
+            "--front",
+            "[::1]:8444",
+            "--prefer-ip",
+            "only-ipv6",
+            "--time-skew",
+            "90s",
+            "--replay-cache",
+            "64KiB",
+            "--max-connections",
+            "10",
+            "--handshake-timeout",
+            "500ms",
+            "--idle-timeout",
+            "1h",
+            "--threads",
+            "2",
+            "--buffers",
+            "64",
+            "--public",
+            "proxy.example.org:8443",
+            "-v",
+            SECRET_BASE64URL,
+        ]);
+        assert_eq!(
+            config.binds,
+            vec![
+                "127.0.0.1:8443".parse::<SocketAddr>().unwrap(),
+                "[::]:443".parse().unwrap()
+            ]
+        );
+        assert_eq!(
+            config.dc_overrides,
+            vec![
+                (2, "127.0.0.1:9002".parse().unwrap()),
+                (5, "[::1]:9005".parse().unwrap())
+            ]
+        );
+        assert_eq!(
+            config.front,
+            FrontTarget {
+                host: "::1".into(),
+                port: 8444
+            }
+        );
+        assert_eq!(config.prefer_ip, PreferIp::OnlyIpv6);
+        assert_eq!(config.time_skew, Duration::from_secs(90));
+        assert_eq!(config.replay_cache_bytes, 65536);
+        assert_eq!(config.max_connections, 10);
+        assert_eq!(config.handshake_timeout, Duration::from_millis(500));
+        assert_eq!(config.idle_timeout, Duration::from_secs(3600));
+        assert_eq!(config.threads, 2);
+        assert_eq!(config.buffers, 64);
+        assert_eq!(config.public.as_deref(), Some("proxy.example.org:8443"));
+        assert_eq!(config.log, LogLevel::Verbose);
+        assert_eq!(config.secret.domain, "example.com");
+    }
+
+    #[test]
+    fn run_accepts_the_secret_before_the_flags() {
+        let config = run_config(&[SECRET_HEX, "--verbose", "--prefer-ip", "prefer-ipv6"]);
+        assert_eq!(config.log, LogLevel::Verbose);
+        assert_eq!(config.prefer_ip, PreferIp::PreferIpv6);
+        assert_eq!(
+            run_config(&["--prefer-ip", "only-ipv4", SECRET_HEX]).prefer_ip,
+            PreferIp::OnlyIpv4
+        );
+    }
+
+    #[test]
+    fn front_takes_names_ipv4_and_bracketed_ipv6() {
+        let front = |text: &str| run_config(&["--front", text, SECRET_HEX]).front;
+        assert_eq!(
+            front("Example.org:8443"),
+            FrontTarget {
+                host: "example.org".into(),
+                port: 8443
+            }
+        );
+        assert_eq!(
+            front("127.0.0.1:8443"),
+            FrontTarget {
+                host: "127.0.0.1".into(),
+                port: 8443
+            }
+        );
+        assert_eq!(
+            front("nginx.local"),
+            FrontTarget {
+                host: "nginx.local".into(),
+                port: 443
+            }
+        );
+        assert_eq!(
+            front("[2001:db8::1]"),
+            FrontTarget {
+                host: "2001:db8::1".into(),
+                port: 443
+            }
+        );
+    }
+
+    #[test]
+    fn durations_and_sizes_read_their_units() {
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("7s"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("24h"), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("1ms"), Ok(Duration::from_millis(1)));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("8192B"), Ok(8192));
+        assert_eq!(parse_size("4KiB"), Ok(4096));
+        assert_eq!(parse_size("3MiB"), Ok(3 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+    }
+
+    #[test]
+    fn run_rejects_bad_values_naming_the_flag() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--bind", "0.0.0.0"], "--bind:"),
+            (&["--bind", "localhost:443"], "--bind:"),
+            (&["-b", "0.0.0.0:443", "-b", "0.0.0.0:443"], "given twice"),
+            (&["--dc", "2"], "--dc:"),
+            (&["--dc", "6=127.0.0.1:443"], "--dc: DC 6"),
+            (&["--dc", "0=127.0.0.1:443"], "--dc: DC 0"),
+            (&["--dc", "-2=127.0.0.1:443"], "--dc: DC -2"),
+            (&["--dc", "x=127.0.0.1:443"], "--dc:"),
+            (&["--dc", "2=example.com:443"], "--dc:"),
+            (&["--dc", "2=127.0.0.1:0"], "--dc:"),
+            (
+                &["--dc", "2=127.0.0.1:1", "--dc", "2=127.0.0.1:2"],
+                "--dc: DC 2 is given twice",
+            ),
+            (
+                &["--front", "::1:443"],
+                "--front: \"::1:443\": put an IPv6 address in brackets",
+            ),
+            (&["--public", "2001:db8::1"], "--public:"),
+            (&["--front", "bad_host:443"], "--front:"),
+            (&["--front", "example.com:0"], "--front:"),
+            (&["--front", "example.com:99999"], "--front:"),
+            (&["--front", "[::1]x"], "--front:"),
+            (&["--front", "[nope]:443"], "--front:"),
+            (&["--prefer-ip", "ipv4"], "--prefer-ip:"),
+            (&["--time-skew", "0"], "--time-skew:"),
+            (&["--time-skew", "5 m"], "--time-skew:"),
+            (&["--time-skew", "1.5s"], "--time-skew:"),
+            (&["--time-skew", "-1s"], "--time-skew:"),
+            (&["--time-skew", "25h"], "--time-skew:"),
+            (&["--time-skew", "99999999999999999999h"], "--time-skew:"),
+            (&["--time-skew", "999999999999999999h"], "--time-skew:"),
+            (&["--replay-cache", "4095"], "--replay-cache:"),
+            (&["--replay-cache", "4MB"], "--replay-cache:"),
+            (&["--replay-cache", "2GiB"], "--replay-cache:"),
+            (&["--replay-cache", "MiB"], "--replay-cache:"),
+            (&["--max-connections", "0"], "--max-connections:"),
+            (&["--max-connections", "many"], "--max-connections:"),
+            (&["--handshake-timeout", "0ms"], "--handshake-timeout:"),
+            (&["--idle-timeout", "soon"], "--idle-timeout:"),
+            (&["--threads", "-1"], "--threads"),
+            (&["--threads", "100000"], "--threads:"),
+            (&["--buffers", "0"], "--buffers:"),
+            (&["--public", "not a host"], "--public:"),
+            (&["--public", "203.0.113.7:0"], "--public:"),
+            (&["--verbose=yes"], "--verbose takes no value"),
+            (&["--frobnicate"], "unknown option '--frobnicate'"),
+            (&["-x"], "unknown option '-x'"),
+        ];
+        for (args, expected) in cases {
+            let mut args = args.to_vec();
+            args.push(SECRET_HEX);
+            let line = run_error(&args);
+            assert!(
+                line.contains(expected),
+                "{args:?} gave {line:?}, not {expected:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn run_rejects_missing_extra_and_wrong_secrets() {
+        assert!(run_error(&[]).contains("missing SECRET"));
+        assert_eq!(run_error(&["--bind"]), "--bind needs a value");
+        assert_eq!(run_error(&[SECRET_HEX, "-b"]), "-b needs a value");
+        assert!(run_error(&["-v"]).contains("missing SECRET"));
+        assert!(run_error(&[SECRET_HEX, SECRET_HEX]).contains("unexpected argument"));
+        assert!(run_error(&["dd000102030405060708090a0b0c0d0e0f"])
+            .contains("feint only speaks FakeTLS"));
+        assert!(run_error(&["000102030405060708090a0b0c0d0e0f"]).contains("generate-secret DOMAIN"));
+        assert!(run_error(&["ee00zz!"]).contains("neither hex nor base64"));
+        assert!(run_error(&["ee000102030405060708090a0b0c0d0e0f"]).contains("too short"));
+        assert!(run_error(&["ee000102030405060708090a0b0c0d0e0f616263"]).contains("domain"));
+    }
+
+    #[test]
+    fn generate_secret_reads_domain_and_encoding() {
+        match parse_args(&["generate-secret", "Example.COM"]) {
+            Ok(Command::GenerateSecret { domain, encoding }) => {
+                assert_eq!(domain, "example.com");
+                assert_eq!(encoding, SecretEncoding::Hex);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse_args(&["generate-secret", "--base64", "example.com"]) {
+            Ok(Command::GenerateSecret { encoding, .. }) => {
+                assert_eq!(encoding, SecretEncoding::Base64)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn generate_secret_rejects_bad_domains_and_arguments() {
+        assert!(error(&["generate-secret"]).contains("missing DOMAIN"));
+        for domain in [
+            "abc",
+            "exa_mple.com",
+            "a-.com",
+            "a..com",
+            "192.0.2.1",
+            &"a".repeat(183),
+        ] {
+            let line = error(&["generate-secret", domain]);
+            assert!(line.contains("is not a DNS name"), "{domain}: {line}");
+        }
+        assert!(error(&["generate-secret", "a.com", "b.com"]).contains("unexpected argument"));
+        assert!(error(&["generate-secret", "--hex", "a.com"]).contains("'--hex'"));
+    }
+
+    #[test]
+    fn access_reads_public_and_secret() {
+        match parse_args(&["access", "--public", "[2001:db8::1]:8443", SECRET_HEX]) {
+            Ok(Command::Access { public, secret }) => {
+                assert_eq!(public.as_deref(), Some("[2001:db8::1]:8443"));
+                assert_eq!(secret.domain, "example.com");
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse_args(&["access", SECRET_BASE64URL]) {
+            Ok(Command::Access { public: None, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(error(&["access"]).contains("missing SECRET"));
+        assert!(error(&["access", "--public"]).contains("--public needs a value"));
+        assert!(error(&["access", "--public", "a b", SECRET_HEX]).contains("--public:"));
+        assert!(error(&["access", "--bind", "0.0.0.0:1", SECRET_HEX]).contains("'--bind'"));
+    }
+
+    #[test]
+    fn public_endpoint_defaults_the_port_and_strips_brackets() {
+        let endpoint = |text| public_endpoint(text, 8443);
+        assert_eq!(endpoint("203.0.113.7"), Some(("203.0.113.7".into(), 8443)));
+        assert_eq!(
+            endpoint("203.0.113.7:443"),
+            Some(("203.0.113.7".into(), 443))
+        );
+        assert_eq!(
+            endpoint("proxy.example.org"),
+            Some(("proxy.example.org".into(), 8443))
+        );
+        assert_eq!(endpoint("[2001:db8::1]:1"), Some(("2001:db8::1".into(), 1)));
+        assert_eq!(
+            endpoint("[2001:db8::1]"),
+            Some(("2001:db8::1".into(), 8443))
+        );
+        assert_eq!(endpoint("2001:db8::1"), None);
+        assert_eq!(endpoint("not a host"), None);
+    }
+
+    #[test]
+    fn help_and_version_come_from_every_spelling() {
+        let help = |argv: &[&str]| match parse_args(argv) {
+            Ok(Command::Help(text)) => text,
+            other => panic!("{argv:?} gave {other:?}"),
+        };
+        assert_eq!(help(&["--help"]), HELP);
+        assert_eq!(help(&["-h"]), HELP);
+        assert_eq!(help(&["help"]), HELP);
+        assert_eq!(help(&["help", "run"]), RUN_HELP);
+        assert_eq!(help(&["run", "--help"]), RUN_HELP);
+        assert_eq!(help(&["run", "-h"]), RUN_HELP);
+        assert_eq!(help(&["help", "generate-secret"]), GENERATE_SECRET_HELP);
+        assert_eq!(help(&["generate-secret", "--help"]), GENERATE_SECRET_HELP);
+        assert_eq!(help(&["help", "access"]), ACCESS_HELP);
+        assert_eq!(help(&["access", "-h"]), ACCESS_HELP);
+        assert!(matches!(parse_args(&["--version"]), Ok(Command::Version)));
+        assert!(matches!(parse_args(&["-V"]), Ok(Command::Version)));
+    }
+
+    #[test]
+    fn top_level_rejects_missing_and_unknown_commands() {
+        assert!(error(&[]).contains("missing command"));
+        assert!(error(&["serve"]).contains("unknown command \"serve\""));
+        assert!(error(&["--bind", "0.0.0.0:443"]).contains("unknown option '--bind'"));
+        assert!(error(&["help", "serve"]).contains("unknown command"));
+        assert!(error(&["help", "run", "access"]).contains("unexpected argument"));
+    }
+
+    /// The options a command's `parse_*` function matches, read from this file's source, so a
+    /// new flag cannot be accepted without being documented.
+    fn accepted_options(function: &str) -> Vec<String> {
+        let source = include_str!("cli.rs");
+        let start = source
+            .find(&format!("fn {function}("))
+            .expect("the parse function exists");
+        let body = &source[start..];
+        let body = &body[..body.find("\n}\n").expect("the function ends")];
+        let mut options = Vec::new();
+        for (prefix, close, dashes) in [("Long(\"", '"', "--"), ("Short('", '\'', "-")] {
+            for piece in body.split(prefix).skip(1) {
+                let name = &piece[..piece.find(close).expect("the literal ends")];
+                options.push(format!("{dashes}{name}"));
+            }
+        }
+        options
+    }
+
+    #[test]
+    fn every_accepted_option_is_in_its_help() {
+        for (function, help, minimum) in [
+            ("parse", HELP, 4),
+            ("parse_run", RUN_HELP, 16),
+            ("parse_generate_secret", GENERATE_SECRET_HELP, 3),
+            ("parse_access", ACCESS_HELP, 3),
+        ] {
+            let options = accepted_options(function);
+            assert!(options.len() >= minimum, "{function}: {options:?}");
+            for option in options {
+                let documented = help
+                    .lines()
+                    .any(|line| line.split([' ', ',', '=', '[']).any(|word| word == option));
+                assert!(
+                    documented,
+                    "{option} is accepted by {function} but not in its help"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn help_defaults_match_the_constants() {
+        let default = |text: &str| {
+            let start = RUN_HELP.find(&format!("{text}\n")).expect("flag in help");
+            let rest = &RUN_HELP[start..];
+            let from = rest.find("[default: ").expect("a default") + "[default: ".len();
+            rest[from..from + rest[from..].find(']').unwrap()].to_owned()
+        };
+        assert_eq!(default("--bind ADDR:PORT").parse(), Ok(DEFAULT_BIND));
+        assert_eq!(
+            parse_duration(&default("--time-skew DURATION")),
+            Ok(DEFAULT_TIME_SKEW)
+        );
+        assert_eq!(
+            parse_size(&default("--replay-cache SIZE")),
+            Ok(DEFAULT_REPLAY_CACHE_BYTES)
+        );
+        assert_eq!(
+            default("--max-connections N").parse(),
+            Ok(DEFAULT_MAX_CONNECTIONS)
+        );
+        assert_eq!(
+            parse_duration(&default("--handshake-timeout DURATION")),
+            Ok(DEFAULT_HANDSHAKE_TIMEOUT)
+        );
+        assert_eq!(
+            parse_duration(&default("--idle-timeout DURATION")),
+            Ok(DEFAULT_IDLE_TIMEOUT)
+        );
+        assert_eq!(default("--threads N").parse(), Ok(DEFAULT_THREADS));
+        assert_eq!(default("--buffers N").parse(), Ok(DEFAULT_BUFFERS));
+        assert_eq!(
+            parse_prefer_ip(&default("--prefer-ip MODE")),
+            Ok(DEFAULT_PREFER_IP)
+        );
+    }
+
+    #[test]
+    fn help_lines_fit_in_100_columns() {
+        for text in [HELP, RUN_HELP, GENERATE_SECRET_HELP, ACCESS_HELP] {
+            for line in text.lines() {
+                assert!(line.len() <= 100, "{line:?}");
+            }
+        }
+    }
 }

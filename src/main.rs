@@ -1,1 +1,91 @@
-fn main() {}
+//! Entry point: parse the command line, then run one command. The only place that prints a
+//! fatal error and exits: 2 for a usage error, 1 for anything else.
+
+use std::fmt;
+use std::io::{self, Write};
+
+use feint::cli::{self, Command, SecretEncoding, UsageError};
+use feint::proxy;
+use feint::secret::{self, Secret};
+
+/// Why feint stopped.
+enum Error {
+    Usage(UsageError),
+    /// No randomness from the OS: `generate-secret` must not fall back to anything weaker.
+    Random(getrandom::Error),
+    /// stdout is closed, e.g. a pipe whose reader exited.
+    Output(io::Error),
+    /// `proxy::run` failed: its error carries the context, such as the address it could not bind.
+    Run(io::Error),
+}
+
+impl Error {
+    fn exit_code(&self) -> i32 {
+        match self {
+            Error::Usage(_) => 2,
+            Error::Random(_) | Error::Output(_) | Error::Run(_) => 1,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Usage(error) => write!(f, "{error}"),
+            Error::Random(error) => write!(f, "cannot get random bytes from the OS: {error}"),
+            Error::Output(error) => write!(f, "cannot write to stdout: {error}"),
+            Error::Run(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+fn main() {
+    if let Err(error) = execute(lexopt::Parser::from_env()) {
+        // Nothing useful is left to do if stderr is gone too.
+        let _ = writeln!(io::stderr(), "feint: {error}");
+        std::process::exit(error.exit_code());
+    }
+}
+
+fn execute(parser: lexopt::Parser) -> Result<(), Error> {
+    match cli::parse(parser).map_err(Error::Usage)? {
+        Command::Help(text) => print(text),
+        Command::Version => print(&format!("feint {}\n", env!("CARGO_PKG_VERSION"))),
+        Command::GenerateSecret { domain, encoding } => {
+            let mut key = [0u8; secret::KEY_LEN];
+            getrandom::getrandom(&mut key).map_err(Error::Random)?;
+            let secret = Secret::with_domain(key, &domain)
+                .map_err(|error| Error::Usage(UsageError(error.to_string())))?;
+            let text = match encoding {
+                SecretEncoding::Hex => secret.to_hex(),
+                SecretEncoding::Base64 => secret.to_base64(),
+            };
+            print(&format!("{text}\n"))
+        }
+        Command::Access { public, secret } => {
+            // Without --public there is no honest link to print, and guessing the address
+            // would mean asking a third party.
+            let public =
+                public.ok_or_else(|| Error::Usage(UsageError(cli::NO_PUBLIC_HINT.into())))?;
+            let (host, port) =
+                cli::public_endpoint(&public, cli::DEFAULT_PORT).ok_or_else(|| {
+                    Error::Usage(UsageError(format!(
+                        "--public: {public:?} is not HOST[:PORT]"
+                    )))
+                })?;
+            let [tg, tme] = secret::links(&secret, &host, port);
+            print(&format!("{tg}\n{tme}\n"))
+        }
+        Command::Run(config) => proxy::run(config).map_err(Error::Run),
+    }
+}
+
+/// Writes to stdout, reporting a closed pipe instead of panicking as `print!` would: a panic
+/// aborts the release build.
+fn print(text: &str) -> Result<(), Error> {
+    let mut stdout = io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(Error::Output)
+}

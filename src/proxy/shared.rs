@@ -1,0 +1,138 @@
+//! State shared by all event loops: settings derived from the flags, the replay filter, the
+//! resolved fronting addresses and the stop flag. Touched only at accept and handshake time.
+
+use std::collections::hash_map::RandomState;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::cli::{Config, LogLevel, PreferIp};
+use crate::proto::dc;
+use crate::proto::replay::ReplayFilter;
+
+/// How many resolved addresses of the front are kept.
+pub const MAX_FRONT_ADDRESSES: usize = 8;
+
+/// The certificate record size before `run` draws one in 2500..=4700, as mtg's default range.
+pub const DEFAULT_CERT_LEN: usize = 2500;
+
+pub type FrontAddresses = [Option<SocketAddr>; MAX_FRONT_ADDRESSES];
+
+pub struct Shared {
+    pub key: [u8; 16],
+    pub domain: Vec<u8>,
+    pub dc_overrides: Vec<(i16, SocketAddr)>,
+    pub prefer_ip: PreferIp,
+    pub time_skew: Duration,
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub log: LogLevel,
+    /// Process start, the origin of every monotonic time in feint.
+    pub started: Instant,
+    /// Base size of the fake certificate record, drawn once per process (PROTOCOL.md §3.4).
+    pub cert_len: usize,
+    pub replay: Mutex<ReplayFilter<RandomState>>,
+    pub front: RwLock<FrontAddresses>,
+    pub stop: AtomicBool,
+}
+
+impl Shared {
+    pub fn new(config: &Config) -> Self {
+        // An entry must outlive the whole window a hello's timestamp is accepted in: a hello
+        // stamped `skew` ahead stays acceptable until `2 * skew` after it arrived.
+        let ttl = 2 * config.time_skew.as_secs() + 60;
+        Shared {
+            key: config.secret.key,
+            domain: config.secret.domain.as_bytes().to_vec(),
+            dc_overrides: config.dc_overrides.clone(),
+            prefer_ip: config.prefer_ip,
+            time_skew: config.time_skew,
+            handshake_timeout: config.handshake_timeout,
+            idle_timeout: config.idle_timeout,
+            log: config.log,
+            started: Instant::now(),
+            cert_len: DEFAULT_CERT_LEN,
+            replay: Mutex::new(ReplayFilter::new(
+                config.replay_cache_bytes,
+                ttl,
+                RandomState::new(),
+            )),
+            front: RwLock::new([None; MAX_FRONT_ADDRESSES]),
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    pub fn verbose(&self) -> bool {
+        self.log == LogLevel::Verbose
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// True if this client random was accepted before (PROTOCOL.md §7).
+    pub fn is_replay(&self, client_random: &[u8; 32]) -> bool {
+        let now = self.started.elapsed().as_secs();
+        self.with_replay(|filter| filter.check_and_insert(client_random, now))
+    }
+
+    pub fn replay_memory_bytes(&self) -> usize {
+        self.with_replay(|filter| filter.memory_bytes())
+    }
+
+    pub fn replay_capacity(&self) -> usize {
+        self.with_replay(|filter| filter.capacity())
+    }
+
+    fn with_replay<T>(&self, f: impl FnOnce(&mut ReplayFilter<RandomState>) -> T) -> T {
+        match self.replay.lock() {
+            Ok(mut filter) => f(&mut filter),
+            // A thread panicked holding the lock; with panic = abort this cannot happen, and
+            // refusing everyone would be worse than going on.
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    pub fn front_addresses(&self) -> FrontAddresses {
+        match self.front.read() {
+            Ok(addresses) => *addresses,
+            Err(poisoned) => *poisoned.into_inner(),
+        }
+    }
+
+    pub fn set_front_addresses(&self, addresses: FrontAddresses) {
+        match self.front.write() {
+            Ok(mut current) => *current = addresses,
+            Err(poisoned) => *poisoned.into_inner() = addresses,
+        }
+    }
+
+    /// The `attempt`-th address to dial for DC `dc`, in the order --prefer-ip asks for: a --dc
+    /// route if one matches |dc|, else the production table. None when there is no such address.
+    pub fn dc_address(&self, dc: i16, attempt: usize) -> Option<SocketAddr> {
+        let id = dc.unsigned_abs();
+        if let Some((_, address)) = self
+            .dc_overrides
+            .iter()
+            .find(|(route, _)| route.unsigned_abs() == id)
+        {
+            return (attempt == 0).then_some(*address);
+        }
+        let table = dc::addresses(dc)?;
+        let v4 = table
+            .v4
+            .iter()
+            .map(|ip| SocketAddr::new((*ip).into(), dc::DC_PORT));
+        let v6 = table
+            .v6
+            .iter()
+            .map(|ip| SocketAddr::new((*ip).into(), dc::DC_PORT));
+        match self.prefer_ip {
+            PreferIp::PreferIpv4 => v4.chain(v6).nth(attempt),
+            PreferIp::PreferIpv6 => v6.chain(v4).nth(attempt),
+            PreferIp::OnlyIpv4 => v4.clone().nth(attempt),
+            PreferIp::OnlyIpv6 => v6.clone().nth(attempt),
+        }
+    }
+}
