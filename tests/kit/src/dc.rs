@@ -189,3 +189,11 @@ fn serve_inner(
         }
     }
 }
+
+/// `--dc N=ADDR` flags routing DC 1, 2, … to `dcs[0]`, `dcs[1]`, ….
+pub fn routes(dcs: &[FakeDc]) -> Vec<String> {
+    dcs.iter()
+        .enumerate()
+        .flat_map(|(i, dc)| ["--dc".to_string(), format!("{}={}", i + 1, dc.addr())])
+        .collect()
+}
