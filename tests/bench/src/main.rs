@@ -1,1 +1,698 @@
-fn main() {}
+//! The driver behind `scripts/bench`: starts the fake DC, the plain relay and feint on
+//! loopback, runs every measurement against each in the same run, and prints one table with
+//! feint's figures as ratios to the relay's and each bar marked PASS or FAIL.
+//!
+//! `feint-bench [--feint PATH] [--quick] [--cell-mib N] [--idle N] [--threads N]`
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+use feint_bench::crypto::random_array;
+use feint_bench::load::throughput::Direction;
+use feint_bench::load::{aes_speed, handshake, idle, pingpong, throughput, Target};
+use feint_bench::procfs::{cpu_time, machine, resident_bytes};
+use feint_bench::report::{bytes, micros, rate, utc_now, verdict, Table};
+use feint_bench::sys::raise_open_file_limit;
+
+const DOMAIN: &str = "www.example.com";
+const HANDSHAKE_CLIENTS: usize = 16;
+const PING_SIZE: usize = 128;
+const IDLE_TARGET: usize = 10_000;
+/// A helper that has not printed its address by then has failed to start.
+const START_LIMIT: Duration = Duration::from_secs(10);
+const CELL_LIMIT: Duration = Duration::from_secs(30);
+
+struct Options {
+    feint: Option<PathBuf>,
+    cell_bytes: u64,
+    handshake_time: Duration,
+    ping_rounds: (u64, u64),
+    idle_seconds: u64,
+    idle: Option<usize>,
+    threads: usize,
+    quick: bool,
+}
+
+fn parse() -> Result<Options, String> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut options = Options {
+        feint: None,
+        cell_bytes: 2 << 30,
+        handshake_time: Duration::from_secs(3),
+        ping_rounds: (20_000, 500),
+        idle_seconds: 10,
+        idle: None,
+        threads: cores,
+        quick: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--feint" => options.feint = Some(PathBuf::from(value()?)),
+            "--cell-mib" => {
+                options.cell_bytes = value()?.parse::<u64>().map_err(|e| e.to_string())? << 20
+            }
+            "--idle" => options.idle = Some(value()?.parse().map_err(|e| format!("{e}"))?),
+            "--threads" => options.threads = value()?.parse().map_err(|e| format!("{e}"))?,
+            "--quick" => {
+                options.quick = true;
+                options.cell_bytes = 128 << 20;
+                options.handshake_time = Duration::from_millis(500);
+                options.ping_rounds = (2_000, 50);
+                options.idle_seconds = 2;
+                options.idle.get_or_insert(1_000);
+            }
+            _ => return Err(format!("unknown flag {flag}")),
+        }
+    }
+    Ok(options)
+}
+
+/// A child process whose output lines arrive on a channel; killed when dropped.
+struct Helper {
+    child: Child,
+    lines: Receiver<String>,
+}
+
+impl Helper {
+    fn spawn(mut command: Command, read_stderr: bool) -> std::io::Result<Helper> {
+        // SAFETY: prctl in the forked child before exec touches no memory of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+                Ok(())
+            });
+        }
+        command.stdin(Stdio::null());
+        if read_stderr {
+            command.stdout(Stdio::null()).stderr(Stdio::piped());
+        } else {
+            command.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        }
+        let mut child = command.spawn()?;
+        let pipe: Box<dyn std::io::Read + Send> = if read_stderr {
+            Box::new(child.stderr.take().expect("piped"))
+        } else {
+            Box::new(child.stdout.take().expect("piped"))
+        };
+        let (sender, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Helper { child, lines })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// If the child has exited: its status and the last lines it printed.
+    fn exit_report(&mut self) -> Option<String> {
+        let status = self.child.try_wait().ok().flatten()?;
+        let lines: Vec<String> = self.lines.try_iter().collect();
+        let tail = lines[lines.len().saturating_sub(3)..].join(" / ");
+        Some(format!("{status}; last output: {tail}"))
+    }
+
+    /// The rest of the first line starting with `prefix`, within START_LIMIT.
+    fn wait_for(&self, prefix: &str, seen: &mut Vec<String>) -> Option<String> {
+        let deadline = Instant::now() + START_LIMIT;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let line = self.lines.recv_timeout(left).ok()?;
+            seen.push(line.clone());
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return Some(rest.trim().to_string());
+            }
+        }
+        None
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn address(text: &str) -> Result<SocketAddr, String> {
+    text.parse()
+        .map_err(|_| format!("not an address: {text:?}"))
+}
+
+struct Feint {
+    helper: Helper,
+    address: SocketAddr,
+    memory_line: String,
+}
+
+struct Setup {
+    feint_path: Option<PathBuf>,
+    key16: [u8; 16],
+    dc_obfs2: SocketAddr,
+    front: SocketAddr,
+    threads: usize,
+}
+
+impl Setup {
+    fn secret(&self) -> String {
+        let hex: String = self.key16.iter().map(|b| format!("{b:02x}")).collect();
+        let domain: String = DOMAIN.bytes().map(|b| format!("{b:02x}")).collect();
+        format!("ee{hex}{domain}")
+    }
+
+    fn start_feint(&self, max_connections: usize) -> Result<Feint, String> {
+        let path = self.feint_path.as_ref().ok_or("no --feint given")?;
+        let mut command = Command::new(path);
+        command.args([
+            "run",
+            "--bind",
+            "127.0.0.1:0",
+            "--dc",
+            &format!("2={}", self.dc_obfs2),
+            "--front",
+            &self.front.to_string(),
+            "--max-connections",
+            &max_connections.to_string(),
+            "--buffers",
+            "512",
+            "--threads",
+            &self.threads.to_string(),
+            "--idle-timeout",
+            "10m",
+            &self.secret(),
+        ]);
+        let helper =
+            Helper::spawn(command, true).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut seen = Vec::new();
+        let Some(listening) = helper.wait_for("listening on ", &mut seen) else {
+            return Err(format!("feint did not start: {}", seen.join(" / ")));
+        };
+        let address = address(&listening)?;
+        let memory_line = helper
+            .wait_for("memory: ", &mut seen)
+            .unwrap_or_else(|| "?".into());
+        Ok(Feint {
+            helper,
+            address,
+            memory_line,
+        })
+    }
+
+    fn feint_target(&self, address: SocketAddr) -> Target {
+        Target::FakeTls {
+            address,
+            key16: self.key16,
+            domain: DOMAIN.as_bytes().to_vec(),
+            dc: 2,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let options = match parse() {
+        Ok(options) => options,
+        Err(problem) => {
+            eprintln!("feint-bench: {problem}\nusage: feint-bench [--feint PATH] [--quick] [--cell-mib N] [--idle N] [--threads N]");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&options) {
+        Ok(table) => {
+            println!("{table}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("feint-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn bin_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Bars from the issue, on a 2-core machine.
+const THROUGHPUT_BAR: f64 = 0.7;
+const HANDSHAKE_BAR: f64 = 0.6;
+const PING_P99_BAR: f64 = 1.3;
+const IDLE_BYTES_BAR: f64 = 2048.0;
+const IDLE_CPU_BAR: f64 = 1.0;
+
+fn run(options: &Options) -> Result<String, String> {
+    let (soft, hard) = raise_open_file_limit().map_err(|e| format!("setrlimit: {e}"))?;
+    eprintln!("open-file limit raised to {soft} (hard {hard}); helpers inherit it");
+    let (cpu, cores) = machine();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let bin_dir = bin_dir();
+
+    // The fake DC (raw and obfs2 listeners), the relay in front of its raw side, a front that
+    // never answers (no connection should ever be fronted), and feint.
+    let mut dc_command = Command::new(bin_dir.join("bench-dc"));
+    dc_command.args(["--raw", "127.0.0.1:0", "--obfs2", "127.0.0.1:0"]);
+    let dc = Helper::spawn(dc_command, false).map_err(|e| format!("bench-dc: {e}"))?;
+    let mut seen = Vec::new();
+    let dc_raw = address(
+        &dc.wait_for("raw ", &mut seen)
+            .ok_or("bench-dc did not start")?,
+    )?;
+    let dc_obfs2 = address(
+        &dc.wait_for("obfs2 ", &mut seen)
+            .ok_or("bench-dc did not start")?,
+    )?;
+    let mut relay_command = Command::new(bin_dir.join("bench-relay"));
+    relay_command.args([
+        "--bind",
+        "127.0.0.1:0",
+        "--upstream",
+        &dc_raw.to_string(),
+        "--threads",
+        &options.threads.to_string(),
+    ]);
+    let relay = Helper::spawn(relay_command, false).map_err(|e| format!("bench-relay: {e}"))?;
+    let relay_address = address(
+        &relay
+            .wait_for("listening on ", &mut seen)
+            .ok_or("bench-relay did not start")?,
+    )?;
+    let front = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let setup = Setup {
+        feint_path: options.feint.clone(),
+        key16: random_array(),
+        dc_obfs2,
+        front: front.local_addr().map_err(|e| e.to_string())?,
+        threads: options.threads,
+    };
+    let mut feint = match setup.start_feint(1024) {
+        Ok(feint) => Some(feint),
+        Err(e) => {
+            eprintln!("feint: {e}; measuring the baselines only");
+            None
+        }
+    };
+    let direct = Target::Raw(dc_raw);
+    let relayed = Target::Raw(relay_address);
+    let proxied = feint.as_ref().map(|f| setup.feint_target(f.address));
+
+    let mut table = Table::new(&[
+        "measurement",
+        "direct (no proxy)",
+        "plain relay",
+        "feint",
+        "feint ÷ relay",
+        "bar",
+    ]);
+
+    // Crypto bound.
+    eprintln!("AES-256-CTR speed ...");
+    let aes = aes_speed::run(if options.quick {
+        Duration::from_millis(300)
+    } else {
+        Duration::from_secs(1)
+    });
+    table.row(vec![
+        "AES-256-CTR, 1 core, in process".into(),
+        String::new(),
+        String::new(),
+        format!(
+            "{} ({} rekeyed per 16 KiB)",
+            rate(aes.streaming),
+            rate(aes.rekeyed)
+        ),
+        String::new(),
+        String::new(),
+    ]);
+    table.row(vec![
+        "crypto bound: 2 passes per relayed byte".into(),
+        String::new(),
+        String::new(),
+        format!(
+            "{} per core, {} on {cores}",
+            rate(aes.streaming / 2.0),
+            rate(aes.streaming / 2.0 * cores as f64)
+        ),
+        String::new(),
+        String::new(),
+    ]);
+
+    // Throughput.
+    let mut bars: Vec<(String, String, bool)> = Vec::new();
+    for direction in [Direction::Up, Direction::Down, Direction::Both] {
+        for connections in [1usize, 64] {
+            let per_connection = options.cell_bytes / connections as u64;
+            let label = format!("{} ×{connections}", direction.name());
+            eprintln!("throughput {label} ...");
+            let measure =
+                |target: &Target, pid: Option<u32>| -> Result<(f64, Option<f64>), String> {
+                    let before = pid.and_then(cpu_time);
+                    let outcome =
+                        throughput::run(target, direction, connections, per_connection, CELL_LIMIT)
+                            .map_err(|e| e.to_string())?;
+                    let cpu = match (before, pid.and_then(cpu_time)) {
+                        (Some(a), Some(b)) => {
+                            Some((b - a).as_secs_f64() / (outcome.bytes as f64 / 1e9))
+                        }
+                        _ => None,
+                    };
+                    if !outcome.complete {
+                        eprintln!("  {target:?}: not complete after {CELL_LIMIT:?}");
+                    }
+                    Ok((outcome.bytes_per_second(), cpu))
+                };
+            let d = measure(&direct, None);
+            let r = measure(&relayed, Some(relay.pid()));
+            let f = proxied
+                .as_ref()
+                .map(|t| measure(t, feint.as_ref().map(|f| f.helper.pid())));
+            let show = |m: &Result<(f64, Option<f64>), String>| match m {
+                Ok((bps, _)) => rate(*bps),
+                Err(e) => format!("error: {e}"),
+            };
+            let cpu = |m: &Result<(f64, Option<f64>), String>| match m {
+                Ok((_, Some(s))) => format!("{s:.2}"),
+                _ => "—".into(),
+            };
+            let (ratio, bar) = match (&r, &f) {
+                (Ok((rb, _)), Some(Ok((fb, _)))) => {
+                    let ratio = fb / rb;
+                    let pass = ratio >= THROUGHPUT_BAR;
+                    bars.push((format!("throughput {label}"), format!("{ratio:.2}"), pass));
+                    (
+                        format!("{ratio:.2}"),
+                        format!("≥ {THROUGHPUT_BAR} {}", verdict(pass)),
+                    )
+                }
+                _ => ("—".into(), format!("≥ {THROUGHPUT_BAR}")),
+            };
+            table.row(vec![
+                format!("throughput {label} (payload)"),
+                show(&d),
+                show(&r),
+                f.as_ref().map_or("—".into(), show),
+                ratio,
+                bar,
+            ]);
+            table.row(vec![
+                format!("  CPU s per GB, {label}"),
+                String::new(),
+                cpu(&r),
+                f.as_ref().map_or("—".into(), cpu),
+                String::new(),
+                String::new(),
+            ]);
+        }
+    }
+
+    // Handshakes.
+    eprintln!("handshakes ...");
+    let shake = |target: &Target| handshake::run(target, HANDSHAKE_CLIENTS, options.handshake_time);
+    let hd = shake(&direct);
+    let hr = shake(&relayed);
+    let hf = proxied.as_ref().map(shake);
+    let per_second = |h: &std::io::Result<handshake::Outcome>| match h {
+        Ok(o) => format!("{:.0}/s", o.per_second()),
+        Err(e) => format!("error: {e}"),
+    };
+    let first_byte = |h: &mut std::io::Result<handshake::Outcome>| match h {
+        Ok(o) => format!(
+            "{} / {}",
+            micros(o.first_byte.quantile(0.5)),
+            micros(o.first_byte.quantile(0.99))
+        ),
+        Err(_) => "—".into(),
+    };
+    let (ratio, bar) = match (&hr, &hf) {
+        (Ok(r), Some(Ok(f))) => {
+            let ratio = f.per_second() / r.per_second();
+            let pass = ratio >= HANDSHAKE_BAR;
+            bars.push(("handshakes/s".into(), format!("{ratio:.2}"), pass));
+            (
+                format!("{ratio:.2}"),
+                format!("≥ {HANDSHAKE_BAR} {}", verdict(pass)),
+            )
+        }
+        _ => ("—".into(), format!("≥ {HANDSHAKE_BAR}")),
+    };
+    table.row(vec![
+        format!("new connections, {HANDSHAKE_CLIENTS} clients (feint: FakeTLS + obfs2)"),
+        per_second(&hd),
+        per_second(&hr),
+        hf.as_ref().map_or("—".into(), per_second),
+        ratio,
+        bar,
+    ]);
+    let (mut hd, mut hr, mut hf) = (hd, hr, hf);
+    table.row(vec![
+        "  first echoed byte p50 / p99, µs".into(),
+        first_byte(&mut hd),
+        first_byte(&mut hr),
+        hf.as_mut().map_or("—".into(), first_byte),
+        String::new(),
+        String::new(),
+    ]);
+
+    // Ping-pong.
+    for connections in [1usize, 64] {
+        eprintln!("ping-pong ×{connections} ...");
+        let rounds = if connections == 1 {
+            options.ping_rounds.0
+        } else {
+            options.ping_rounds.1
+        };
+        let pong = |target: &Target| {
+            pingpong::run(
+                target,
+                connections,
+                PING_SIZE,
+                rounds,
+                rounds / 20,
+                CELL_LIMIT,
+            )
+        };
+        let mut pd = pong(&direct);
+        let mut pr = pong(&relayed);
+        let mut pf = proxied.as_ref().map(pong);
+        let show = |p: &mut std::io::Result<pingpong::Outcome>| match p {
+            Ok(o) => format!(
+                "{} / {} / {}",
+                micros(o.round_trips.quantile(0.5)),
+                micros(o.round_trips.quantile(0.99)),
+                micros(o.round_trips.quantile(0.999))
+            ),
+            Err(e) => format!("error: {e}"),
+        };
+        let (ratio, bar) = match (&mut pr, &mut pf) {
+            (Ok(r), Some(Ok(f))) => {
+                let ratio = f.round_trips.quantile(0.99).as_secs_f64()
+                    / r.round_trips.quantile(0.99).as_secs_f64();
+                let pass = ratio <= PING_P99_BAR;
+                bars.push((
+                    format!("ping-pong p99 ×{connections}"),
+                    format!("{ratio:.2}"),
+                    pass,
+                ));
+                (
+                    format!("{ratio:.2} (p99)"),
+                    format!("≤ {PING_P99_BAR} {}", verdict(pass)),
+                )
+            }
+            _ => ("—".into(), format!("≤ {PING_P99_BAR}")),
+        };
+        table.row(vec![
+            format!("ping-pong {PING_SIZE} B ×{connections}, p50 / p99 / p999 µs"),
+            show(&mut pd),
+            show(&mut pr),
+            pf.as_mut().map_or("—".into(), show),
+            ratio,
+            bar,
+        ]);
+    }
+
+    // Memory and idle CPU, on a fresh feint sized for the idle connections.
+    let fd_room = (hard.saturating_sub(200) / 2) as usize;
+    let idle_count = options.idle.unwrap_or(IDLE_TARGET).min(fd_room);
+    if idle_count < options.idle.unwrap_or(IDLE_TARGET) {
+        eprintln!(
+            "idle: the hard open-file limit {hard} lets feint hold {idle_count} proxied connections (2 sockets each), not {}",
+            options.idle.unwrap_or(IDLE_TARGET)
+        );
+    }
+    let mut memory_line = feint.as_ref().map(|f| f.memory_line.clone());
+    let feint_died = feint.as_mut().and_then(|f| f.helper.exit_report());
+    drop(feint);
+    if options.feint.is_some() {
+        eprintln!("idle: {idle_count} connections ...");
+        match idle_run(&setup, idle_count, options.idle_seconds) {
+            Ok(idle) => {
+                let per = idle.growth / idle_count as f64;
+                let pass_memory = per <= IDLE_BYTES_BAR;
+                let pass_cpu = idle.cpu_percent <= IDLE_CPU_BAR;
+                bars.push((
+                    "resident per idle connection".into(),
+                    bytes(per),
+                    pass_memory,
+                ));
+                bars.push((
+                    format!("idle CPU, {idle_count} connections"),
+                    format!("{:.2} %", idle.cpu_percent),
+                    pass_cpu,
+                ));
+                memory_line = Some(idle.memory_line.clone());
+                table.row(vec![
+                    "feint VmRSS at 0 / at N idle authenticated".into(),
+                    String::new(),
+                    String::new(),
+                    format!(
+                        "{} / {} (N = {idle_count})",
+                        bytes(idle.rss_before),
+                        bytes(idle.rss_after)
+                    ),
+                    String::new(),
+                    String::new(),
+                ]);
+                table.row(vec![
+                    "  growth per idle connection (VmRSS ÷ N)".into(),
+                    String::new(),
+                    String::new(),
+                    format!(
+                        "{} ({} all in)",
+                        bytes(per),
+                        bytes(idle.rss_after / idle_count as f64)
+                    ),
+                    String::new(),
+                    format!("≤ 2 KiB {}", verdict(pass_memory)),
+                ]);
+                table.row(vec![
+                    format!("  CPU while idle for {} s", options.idle_seconds),
+                    String::new(),
+                    String::new(),
+                    format!("{:.2} % of a core", idle.cpu_percent),
+                    String::new(),
+                    format!("≤ 1 % {}", verdict(pass_cpu)),
+                ]);
+            }
+            Err(e) => {
+                table.row(vec![
+                    format!("idle connections (N = {idle_count})"),
+                    String::new(),
+                    String::new(),
+                    format!("error: {e}"),
+                    String::new(),
+                    String::new(),
+                ]);
+            }
+        }
+    }
+    let fronted = count_fronted(front);
+
+    let mut out = String::new();
+    out.push_str(&format!(
+        "feint benchmark, {} on {cpu} ({cores} cores), Linux {kernel}\n",
+        utc_now()
+    ));
+    out.push_str(&format!(
+        "Loopback only. Everything on one machine: load client, fake DC, relay or feint. feint: --threads {t} --buffers 512; \
+relay: mio, {t} loops with SO_REUSEPORT (as feint), 16 KiB buffer per direction, no crypto. \
+Client records carry 2878 B (as Telegram clients); bulk bytes are filler the endpoints do not decipher \
+(echo, ACK and handshake bytes are checked through the real ciphers). Throughput cells move {} per cell \
+(split across the connections; \"both\" moves it each way). Open-file limit {soft}.\n",
+        bytes(options.cell_bytes as f64),
+        t = options.threads,
+    ));
+    if let Some(line) = memory_line {
+        out.push_str(&format!("feint said: memory: {line}\n"));
+    }
+    if let Some(report) = feint_died {
+        out.push_str(&format!("WARNING: feint exited during the run: {report}\n"));
+    }
+    if fronted > 0 {
+        out.push_str(&format!(
+            "WARNING: feint fronted {fronted} connection(s): some handshake failed\n"
+        ));
+    }
+    out.push('\n');
+    out.push_str(&table.render());
+    if !bars.is_empty() {
+        let failed: Vec<&str> = bars
+            .iter()
+            .filter(|(_, _, pass)| !pass)
+            .map(|(name, _, _)| name.as_str())
+            .collect();
+        out.push_str(&format!(
+            "\nbars: {} of {} pass{}\n",
+            bars.len() - failed.len(),
+            bars.len(),
+            if failed.is_empty() {
+                String::new()
+            } else {
+                format!("; failing: {}", failed.join(", "))
+            }
+        ));
+    }
+    drop(relay);
+    drop(dc);
+    Ok(out)
+}
+
+struct Idle {
+    rss_before: f64,
+    rss_after: f64,
+    growth: f64,
+    cpu_percent: f64,
+    memory_line: String,
+}
+
+fn idle_run(setup: &Setup, count: usize, seconds: u64) -> Result<Idle, String> {
+    let feint = setup.start_feint(count)?;
+    let pid = feint.helper.pid();
+    std::thread::sleep(Duration::from_secs(1));
+    let rss_before = resident_bytes(pid).ok_or("no VmRSS")? as f64;
+    let target = setup.feint_target(feint.address);
+    let started = Instant::now();
+    let sessions =
+        idle::open(&target, count, 8, Duration::from_secs(180)).map_err(|e| e.to_string())?;
+    eprintln!(
+        "  {count} opened in {:.1} s; holding them silent",
+        started.elapsed().as_secs_f64()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let rss_after = resident_bytes(pid).ok_or("no VmRSS")? as f64;
+    let cpu_before = cpu_time(pid).ok_or("no CPU time")?;
+    let wall = Instant::now();
+    std::thread::sleep(Duration::from_secs(seconds));
+    let cpu = cpu_time(pid).ok_or("no CPU time")? - cpu_before;
+    let cpu_percent = cpu.as_secs_f64() / wall.elapsed().as_secs_f64() * 100.0;
+    idle::close(sessions);
+    Ok(Idle {
+        rss_before,
+        rss_after,
+        growth: rss_after - rss_before,
+        cpu_percent,
+        memory_line: feint.memory_line.clone(),
+    })
+}
+
+/// Connections that reached the front: each is a handshake feint rejected.
+fn count_fronted(front: TcpListener) -> usize {
+    if front.set_nonblocking(true).is_err() {
+        return 0;
+    }
+    (0..100_000).take_while(|_| front.accept().is_ok()).count()
+}
