@@ -119,9 +119,11 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 pub const DEFAULT_THREADS: usize = 0;
 pub const DEFAULT_BUFFERS: usize = 512;
 
-/// The upper limits keep a typo from asking for more memory than any VPS has, which would
-/// abort at startup instead of giving one line of error.
+/// Below this the replay table holds too few hellos to be worth having.
 pub const MIN_REPLAY_CACHE_BYTES: usize = 4 << 10;
+
+// Upper limits: each keeps a typo from asking for more memory than any VPS has, which would
+// abort at startup instead of printing one line.
 pub const MAX_REPLAY_CACHE_BYTES: usize = 1 << 30;
 pub const MAX_MAX_CONNECTIONS: usize = 1 << 20;
 pub const MAX_THREADS: usize = 1024;

@@ -198,3 +198,22 @@ fn errors_never_print_the_key() {
     assert_eq!(output.status.code(), Some(2));
     assert!(!stderr(&output).contains("000102030405060708090a0b0c0d0e0f"));
 }
+
+/// The README quotes every command's help, so a flag change must update it too.
+#[test]
+fn readme_quotes_the_current_help() {
+    let readme = include_str!("../README.md");
+    for args in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["generate-secret", "--help"],
+        &["access", "--help"],
+    ] {
+        let help = stdout(&feint(args));
+        assert!(
+            readme.contains(&help),
+            "README.md does not quote `feint {}`",
+            args.join(" ")
+        );
+    }
+}

@@ -218,7 +218,7 @@ fn relaying_megabytes_allocates_nothing() {
     let writer_start = Arc::clone(&start);
     let writer_thread = thread::spawn(move || {
         let mut record = [0u8; 5 + RECORD_PAYLOAD];
-        record[..5].copy_from_slice(&[0x17, 0x03, 0x03]);
+        record[..3].copy_from_slice(&[0x17, 0x03, 0x03]);
         record[3..5].copy_from_slice(&(RECORD_PAYLOAD as u16).to_be_bytes());
         let mut sent = 0usize;
         // One record before the count starts, so one-time lazy set-up is not counted.

@@ -112,7 +112,6 @@ fn static_binary_generates_a_secret_alone_in_a_chroot() {
 }
 
 #[test]
-#[ignore = "needs the event loop (proxy::run); remove this line when it is merged"]
 fn static_binary_listens_alone_in_a_chroot() {
     let Some(jail) = Jail::new("run") else {
         return;

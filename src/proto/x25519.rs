@@ -1,7 +1,346 @@
 //! X25519 (RFC 7748) scalar multiplication of the base point, for a key share that is a real
 //! curve point (PROTOCOL.md §3.5). Constant time; no allocation.
+//!
+//! Field elements mod p = 2^255 - 19 are five 51-bit limbs; products go through u128. The
+//! ladder and every field operation run the same instructions whatever the scalar's bits.
+
+/// An element of GF(2^255 - 19) as five little-endian 51-bit limbs, not necessarily reduced.
+#[derive(Clone, Copy)]
+struct Fe([u64; 5]);
+
+const MASK_51: u64 = (1 << 51) - 1;
+
+/// (A - 2) / 4 for Curve25519's A = 486662 (RFC 7748 §5).
+const A24: u64 = 121665;
+
+impl Fe {
+    const ZERO: Fe = Fe([0; 5]);
+    const ONE: Fe = Fe([1, 0, 0, 0, 0]);
+
+    /// Reads 32 little-endian bytes, ignoring bit 255 as RFC 7748 §5 requires for u.
+    fn from_bytes(bytes: &[u8; 32]) -> Fe {
+        let word = |i: usize| {
+            let mut w = [0; 8];
+            w.copy_from_slice(&bytes[8 * i..8 * i + 8]);
+            u64::from_le_bytes(w)
+        };
+        let (w0, w1, w2, w3) = (word(0), word(1), word(2), word(3));
+        Fe([
+            w0 & MASK_51,
+            ((w0 >> 51) | (w1 << 13)) & MASK_51,
+            ((w1 >> 38) | (w2 << 26)) & MASK_51,
+            ((w2 >> 25) | (w3 << 39)) & MASK_51,
+            (w3 >> 12) & MASK_51,
+        ])
+    }
+
+    /// Writes the canonical (fully reduced) value as 32 little-endian bytes.
+    fn to_bytes(self) -> [u8; 32] {
+        let mut l = self.carry().carry().0;
+        // The value is now below 2^255 + 19 < 2p. Adding 19 carries into bit 255 exactly when
+        // the value is at least p; the exact carry chain below computes that carry q, 0 or 1.
+        let mut q = (l[0] + 19) >> 51;
+        q = (l[1] + q) >> 51;
+        q = (l[2] + q) >> 51;
+        q = (l[3] + q) >> 51;
+        q = (l[4] + q) >> 51;
+        // Subtract q * p by adding 19q and dropping bit 255.
+        l[0] += 19 * q;
+        l[1] += l[0] >> 51;
+        l[0] &= MASK_51;
+        l[2] += l[1] >> 51;
+        l[1] &= MASK_51;
+        l[3] += l[2] >> 51;
+        l[2] &= MASK_51;
+        l[4] += l[3] >> 51;
+        l[3] &= MASK_51;
+        l[4] &= MASK_51;
+
+        let words = [
+            l[0] | (l[1] << 51),
+            (l[1] >> 13) | (l[2] << 38),
+            (l[2] >> 26) | (l[3] << 25),
+            (l[3] >> 39) | (l[4] << 12),
+        ];
+        let mut out = [0; 32];
+        for (chunk, word) in out.chunks_exact_mut(8).zip(words) {
+            chunk.copy_from_slice(&word.to_le_bytes());
+        }
+        out
+    }
+
+    /// Brings every limb below 2^51 plus a small excess, folding the top carry back times 19.
+    fn carry(self) -> Fe {
+        let mut l = self.0;
+        l[1] += l[0] >> 51;
+        l[0] &= MASK_51;
+        l[2] += l[1] >> 51;
+        l[1] &= MASK_51;
+        l[3] += l[2] >> 51;
+        l[2] &= MASK_51;
+        l[4] += l[3] >> 51;
+        l[3] &= MASK_51;
+        l[0] += 19 * (l[4] >> 51);
+        l[4] &= MASK_51;
+        Fe(l)
+    }
+
+    fn add(self, other: Fe) -> Fe {
+        let (a, b) = (self.0, other.0);
+        Fe([
+            a[0] + b[0],
+            a[1] + b[1],
+            a[2] + b[2],
+            a[3] + b[3],
+            a[4] + b[4],
+        ])
+        .carry()
+    }
+
+    fn sub(self, other: Fe) -> Fe {
+        // Adding 4p keeps every limb positive for inputs whose limbs are below 2^52.
+        const FOUR_P: [u64; 5] = [
+            4 * (MASK_51 - 18),
+            4 * MASK_51,
+            4 * MASK_51,
+            4 * MASK_51,
+            4 * MASK_51,
+        ];
+        let (a, b) = (self.0, other.0);
+        Fe([
+            a[0] + FOUR_P[0] - b[0],
+            a[1] + FOUR_P[1] - b[1],
+            a[2] + FOUR_P[2] - b[2],
+            a[3] + FOUR_P[3] - b[3],
+            a[4] + FOUR_P[4] - b[4],
+        ])
+        .carry()
+    }
+
+    fn mul(self, other: Fe) -> Fe {
+        let (a, b) = (self.0, other.0);
+        let m = |x: u64, y: u64| u128::from(x) * u128::from(y);
+        // 2^255 = 19 mod p, so a product landing in limb 5 + i folds into limb i times 19.
+        let (b1, b2, b3, b4) = (19 * b[1], 19 * b[2], 19 * b[3], 19 * b[4]);
+        let c0 = m(a[0], b[0]) + m(a[4], b1) + m(a[3], b2) + m(a[2], b3) + m(a[1], b4);
+        let c1 = m(a[1], b[0]) + m(a[0], b[1]) + m(a[4], b2) + m(a[3], b3) + m(a[2], b4);
+        let c2 = m(a[2], b[0]) + m(a[1], b[1]) + m(a[0], b[2]) + m(a[4], b3) + m(a[3], b4);
+        let c3 = m(a[3], b[0]) + m(a[2], b[1]) + m(a[1], b[2]) + m(a[0], b[3]) + m(a[4], b4);
+        let c4 = m(a[4], b[0]) + m(a[3], b[1]) + m(a[2], b[2]) + m(a[1], b[3]) + m(a[0], b[4]);
+        Fe::reduce_wide([c0, c1, c2, c3, c4])
+    }
+
+    fn square(self) -> Fe {
+        self.mul(self)
+    }
+
+    fn mul_small(self, factor: u64) -> Fe {
+        let a = self.0;
+        let m = |x: u64| u128::from(x) * u128::from(factor);
+        Fe::reduce_wide([m(a[0]), m(a[1]), m(a[2]), m(a[3]), m(a[4])])
+    }
+
+    fn reduce_wide(c: [u128; 5]) -> Fe {
+        let mask = u128::from(MASK_51);
+        let c1 = c[1] + (c[0] >> 51);
+        let c2 = c[2] + (c1 >> 51);
+        let c3 = c[3] + (c2 >> 51);
+        let c4 = c[4] + (c3 >> 51);
+        // Input limbs stay below 2^52, so c4 < 2^107 and 19 times the top carry fits in u64.
+        let top = (c4 >> 51) as u64;
+        let l0 = (c[0] & mask) as u64 + 19 * top;
+        Fe([
+            l0 & MASK_51,
+            (c1 & mask) as u64 + (l0 >> 51),
+            (c2 & mask) as u64,
+            (c3 & mask) as u64,
+            (c4 & mask) as u64,
+        ])
+    }
+
+    /// self^(p - 2) = 1 / self by Fermat. The exponent is public, so branching on it is fine.
+    fn invert(self) -> Fe {
+        // p - 2 = 2^255 - 21: bits 254..0 are all set except bits 4 and 2.
+        let mut result = Fe::ONE;
+        for bit in (0..255).rev() {
+            result = result.square();
+            if bit != 4 && bit != 2 {
+                result = result.mul(self);
+            }
+        }
+        result
+    }
+
+    /// Swaps `a` and `b` when `swap` is 1 and leaves them when it is 0, without a branch.
+    fn conditional_swap(a: &mut Fe, b: &mut Fe, swap: u64) {
+        let mask = 0u64.wrapping_sub(swap);
+        for (x, y) in a.0.iter_mut().zip(b.0.iter_mut()) {
+            let t = mask & (*x ^ *y);
+            *x ^= t;
+            *y ^= t;
+        }
+    }
+}
+
+/// X25519(scalar, u) with the Montgomery ladder of RFC 7748 §5.
+fn scalar_mult(scalar: &[u8; 32], u: &[u8; 32]) -> [u8; 32] {
+    let mut k = *scalar;
+    k[0] &= 248;
+    k[31] &= 127;
+    k[31] |= 64;
+
+    let x1 = Fe::from_bytes(u);
+    let (mut x2, mut z2, mut x3, mut z3) = (Fe::ONE, Fe::ZERO, x1, Fe::ONE);
+    let mut swap = 0u64;
+    for t in (0..255).rev() {
+        let bit = u64::from((k[t / 8] >> (t % 8)) & 1);
+        swap ^= bit;
+        Fe::conditional_swap(&mut x2, &mut x3, swap);
+        Fe::conditional_swap(&mut z2, &mut z3, swap);
+        swap = bit;
+
+        let a = x2.add(z2);
+        let aa = a.square();
+        let b = x2.sub(z2);
+        let bb = b.square();
+        let e = aa.sub(bb);
+        let c = x3.add(z3);
+        let d = x3.sub(z3);
+        let da = d.mul(a);
+        let cb = c.mul(b);
+        x3 = da.add(cb).square();
+        z3 = x1.mul(da.sub(cb).square());
+        x2 = aa.mul(bb);
+        z2 = e.mul(aa.add(e.mul_small(A24)));
+    }
+    Fe::conditional_swap(&mut x2, &mut x3, swap);
+    Fe::conditional_swap(&mut z2, &mut z3, swap);
+    x2.mul(z2.invert()).to_bytes()
+}
 
 /// The public key of `scalar` (clamped as RFC 7748 §5 says).
 pub fn public_key(scalar: &[u8; 32]) -> [u8; 32] {
-    todo!()
+    let mut base_point = [0; 32];
+    base_point[0] = 9;
+    scalar_mult(scalar, &base_point)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(text: &str) -> [u8; 32] {
+        let mut out = [0; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn matches_rfc7748_section_5_2_vectors() {
+        let cases = [
+            (
+                "a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4",
+                "e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c",
+                "c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552",
+            ),
+            (
+                "4b66e9d4d1b4673c5ad22691957d6af5c11b6421e0ea01d42ca4169e7918ba0d",
+                "e5210f12786811d3f4b7959d0538ae2c31dbe7106fc03c3efc4cd549c715a493",
+                "95cbde9476e8907d7aade45cb4b873f88b595a68799fa152e6f8f7647aac7957",
+            ),
+        ];
+        for (scalar, u, expected) in cases {
+            assert_eq!(scalar_mult(&hex(scalar), &hex(u)), hex(expected));
+        }
+    }
+
+    #[test]
+    fn matches_rfc7748_iterated_vector_after_1000_rounds() {
+        let mut k = public_key_base();
+        let mut u = public_key_base();
+        for round in 1..=1000 {
+            let next = scalar_mult(&k, &u);
+            u = k;
+            k = next;
+            if round == 1 {
+                assert_eq!(
+                    k,
+                    hex("422c8e7a6227d7bca1350b3e2bb7279f7897b87bb6854b783c60e80311ae3079")
+                );
+            }
+        }
+        assert_eq!(
+            k,
+            hex("684cf59ba83309552800ef566f2f4d3c1c3887c49360e3875f2eb94d99532c51")
+        );
+    }
+
+    fn public_key_base() -> [u8; 32] {
+        let mut nine = [0; 32];
+        nine[0] = 9;
+        nine
+    }
+
+    #[test]
+    fn matches_rfc7748_section_6_1_public_keys_and_shared_secret() {
+        let alice = hex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a");
+        let bob = hex("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb");
+        let alice_public = public_key(&alice);
+        let bob_public = public_key(&bob);
+        assert_eq!(
+            alice_public,
+            hex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a")
+        );
+        assert_eq!(
+            bob_public,
+            hex("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f")
+        );
+        let shared = hex("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742");
+        assert_eq!(scalar_mult(&alice, &bob_public), shared);
+        assert_eq!(scalar_mult(&bob, &alice_public), shared);
+    }
+
+    #[test]
+    fn matches_protocol_section_10_key_share() {
+        assert_eq!(
+            public_key(&[0x77; 32]),
+            hex("1cf579aba45a10ba1d1ef06d91fca2aa9ed0a1150515653155405d0b18cb9a67")
+        );
+    }
+
+    #[test]
+    fn ignores_the_top_bit_of_u_and_reduces_non_canonical_u() {
+        // RFC 7748 §5: bit 255 of u is masked; u = p + 9 encodes the same point as 9.
+        let scalar = [0x42; 32];
+        let mut high_bit = public_key_base();
+        high_bit[31] |= 0x80;
+        assert_eq!(scalar_mult(&scalar, &high_bit), public_key(&scalar));
+        let mut p_plus_9 = [0xff; 32];
+        p_plus_9[0] = 0xed + 9;
+        p_plus_9[31] = 0x7f;
+        assert_eq!(scalar_mult(&scalar, &p_plus_9), public_key(&scalar));
+    }
+
+    #[test]
+    fn canonical_encoding_of_p_minus_one_and_p() {
+        let p_minus_one = {
+            let mut b = [0xff; 32];
+            b[0] = 0xec;
+            b[31] = 0x7f;
+            b
+        };
+        assert_eq!(Fe::from_bytes(&p_minus_one).to_bytes(), p_minus_one);
+        let mut p = p_minus_one;
+        p[0] = 0xed;
+        assert_eq!(Fe::from_bytes(&p).to_bytes(), [0; 32]);
+        assert_eq!(
+            Fe::from_bytes(&p_minus_one)
+                .invert()
+                .mul(Fe::from_bytes(&p_minus_one))
+                .to_bytes(),
+            Fe::ONE.to_bytes()
+        );
+    }
 }

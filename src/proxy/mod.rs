@@ -124,6 +124,9 @@ pub fn run(config: Config) -> io::Result<()> {
 
     {
         let shared = Arc::clone(&shared);
+        // Clones: the wakers must outlive the loops, or closing an eventfd could drop the very
+        // wake-up it carries.
+        let wakers = wakers.clone();
         thread::Builder::new()
             .name("feint-signals".into())
             .spawn(move || {
@@ -150,6 +153,7 @@ pub fn run(config: Config) -> io::Result<()> {
             Err(_) => result = Err(io::Error::other("an event loop panicked")),
         }
     }
+    drop(wakers);
     eprintln!("stopped");
     result
 }

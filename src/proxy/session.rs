@@ -895,3 +895,26 @@ fn flush(
         Outcome::Closed | Outcome::Failed => Err(End::Failed(Side::Client)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_session_entry_stays_small() {
+        // The ≤ 2 KiB per idle connection budget is for everything; the entry is most of it.
+        let size = std::mem::size_of::<Session>();
+        assert!(size <= 512, "Session is {size} bytes");
+    }
+
+    #[test]
+    fn tokens_round_trip_and_stay_clear_of_listener_tokens() {
+        for (slot, generation) in [(0, 1), (7, 0x7fff_ffff), (0x7fff_ffff, 3)] {
+            for side in [Side::Client, Side::Upstream] {
+                let t = token(slot, generation, side);
+                assert_eq!(untoken(t), (slot, generation, side));
+                assert!(t.0 < usize::MAX / 2);
+            }
+        }
+    }
+}
