@@ -21,6 +21,10 @@ impl Latencies {
         self.sorted = false;
     }
 
+    pub fn merge(&mut self, other: Latencies) {
+        self.extend(other.samples);
+    }
+
     pub fn len(&self) -> usize {
         self.samples.len()
     }

@@ -170,18 +170,6 @@ impl Session {
         }
         Err(io::Error::new(io::ErrorKind::TimedOut, "read loop bound"))
     }
-
-    /// Waits (bounded by the read timeout) for the peer to close, so the close that follows is
-    /// passive and leaves no TIME_WAIT on the client's port.
-    pub fn await_close(mut self) {
-        let mut scratch = [0u8; 1024];
-        for _ in 0..64 {
-            match self.stream.read(&mut scratch) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    }
 }
 
 /// Encrypts `payload` with `tls.send` and frames it in records of at most CLIENT_RECORD_LEN.
