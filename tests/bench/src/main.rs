@@ -3,6 +3,10 @@
 //! feint's figures as ratios to the relay's and each bar marked PASS or FAIL.
 //!
 //! `feint-bench [--feint PATH] [--quick] [--cell-mib N] [--idle N] [--threads N]`
+//!
+//! For profiling, one throughput load against a proxy that is already running:
+//! `feint-bench load ADDR [SECRET] up|down|both CONNECTIONS MIB`, or
+//! `feint-bench load ADDR [SECRET] handshake CLIENTS SECONDS` (no SECRET: raw bytes).
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
@@ -236,6 +240,9 @@ impl Setup {
 }
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("load") {
+        return load_only();
+    }
     let options = match parse() {
         Ok(options) => options,
         Err(problem) => {
@@ -771,4 +778,89 @@ fn count_fronted(front: TcpListener) -> usize {
         return 0;
     }
     (0..100_000).take_while(|_| front.accept().is_ok()).count()
+}
+
+/// `load ADDR [SECRET] DIRECTION CONNECTIONS MIB`: one throughput run, for a profiler.
+fn load_only() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(2).collect();
+    let usage = || {
+        eprintln!(
+            "usage: feint-bench load ADDR [SECRET] up|down|both CONNECTIONS MIB\n       feint-bench load ADDR [SECRET] handshake CLIENTS SECONDS"
+        );
+        ExitCode::from(2)
+    };
+    let (address, secret, rest) = match args.len() {
+        4 => (&args[0], None, &args[1..]),
+        5 => (&args[0], Some(&args[1]), &args[2..]),
+        _ => return usage(),
+    };
+    let Ok(address) = address.parse::<SocketAddr>() else {
+        return usage();
+    };
+    let target = match secret {
+        None => Target::Raw(address),
+        Some(secret) => {
+            let bytes: Option<Vec<u8>> = (1..secret.len() / 2)
+                .map(|i| u8::from_str_radix(secret.get(2 * i..2 * i + 2)?, 16).ok())
+                .collect();
+            match bytes {
+                Some(bytes) if secret.starts_with("ee") && bytes.len() > 16 => Target::FakeTls {
+                    address,
+                    key16: bytes[..16].try_into().expect("16 bytes"),
+                    domain: bytes[16..].to_vec(),
+                    dc: 2,
+                },
+                _ => return usage(),
+            }
+        }
+    };
+    let (Ok(count), Ok(amount)) = (rest[1].parse::<usize>(), rest[2].parse::<u64>()) else {
+        return usage();
+    };
+    if rest[0] == "handshake" {
+        return match handshake::run(&target, count, Duration::from_secs(amount.min(120))) {
+            Ok(outcome) => {
+                println!("{:.0} connections/s", outcome.per_second());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("feint-bench: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let direction = match rest[0].as_str() {
+        "up" => Direction::Up,
+        "down" => Direction::Down,
+        "both" => Direction::Both,
+        _ => return usage(),
+    };
+    let (connections, mib) = (count, amount);
+    let _ = raise_open_file_limit();
+    match throughput::run(
+        &target,
+        direction,
+        connections,
+        (mib << 20) / connections.max(1) as u64,
+        Duration::from_secs(120),
+    ) {
+        Ok(outcome) => {
+            println!(
+                "{} in {:.2} s: {}{}",
+                bytes(outcome.bytes as f64),
+                outcome.elapsed.as_secs_f64(),
+                rate(outcome.bytes_per_second()),
+                if outcome.complete {
+                    ""
+                } else {
+                    " (incomplete)"
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("feint-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -181,7 +181,9 @@ fn drive(
         .iter()
         .map(|f| {
             let up = if upload {
-                (f.bulk_sent * bytes).checked_div(f.bulk_total).unwrap_or(0)
+                (u128::from(f.bulk_sent) * u128::from(bytes))
+                    .checked_div(u128::from(f.bulk_total))
+                    .map_or(0, |n| n as u64)
             } else {
                 0
             };
