@@ -154,7 +154,7 @@ impl EventLoop {
                 }
                 let readable = event.is_readable() || event.is_read_closed() || event.is_error();
                 let writable = event.is_writable() || event.is_write_closed() || event.is_error();
-                session.on_event(side, readable, writable);
+                session.on_event(side, readable, writable, event.is_read_closed());
                 self.drive(slot);
             }
             self.events = events;

@@ -191,6 +191,8 @@ enum Step {
 struct Endpoint<'a> {
     stream: &'a mut TcpStream,
     ready: &'a mut bool,
+    /// The peer's FIN has arrived (the event said so): read until the 0, short reads or not.
+    hung_up: bool,
     side: Side,
 }
 
@@ -256,8 +258,9 @@ fn step(
     let room_len = room.len();
     match socket::read(source.stream, room) {
         Outcome::Progress(n) => {
-            if n < room_len {
-                // A short read drained the socket; epoll reports the next arrival.
+            if n < room_len && !source.hung_up {
+                // A short read drained the socket; epoll reports the next arrival. Not so for a
+                // FIN that came with the data: that edge has passed, so read on to the 0.
                 *source.ready = false;
             }
             let (start, end) = match transform {
@@ -316,8 +319,10 @@ pub struct Session {
     upstream_connected: bool,
     client_readable: bool,
     client_writable: bool,
+    client_hung_up: bool,
     upstream_readable: bool,
     upstream_writable: bool,
+    upstream_hung_up: bool,
     up: Pipe,
     down: Pipe,
     deframer: Deframer,
@@ -351,8 +356,10 @@ impl Session {
             upstream_connected: false,
             client_readable: false,
             client_writable: false,
+            client_hung_up: false,
             upstream_readable: false,
             upstream_writable: false,
+            upstream_hung_up: false,
             up: Pipe::default(),
             down: Pipe::default(),
             deframer: Deframer::new(),
@@ -430,15 +437,17 @@ impl Session {
     }
 
     /// Records readiness from an event for `side`.
-    pub fn on_event(&mut self, side: Side, readable: bool, writable: bool) {
+    pub fn on_event(&mut self, side: Side, readable: bool, writable: bool, hung_up: bool) {
         match side {
             Side::Client => {
                 self.client_readable |= readable;
                 self.client_writable |= writable;
+                self.client_hung_up |= hung_up;
             }
             Side::Upstream => {
                 self.upstream_readable |= readable;
                 self.upstream_writable |= writable;
+                self.upstream_hung_up |= hung_up;
             }
         }
     }
@@ -529,11 +538,13 @@ impl Session {
             Endpoint {
                 stream: client,
                 ready: &mut self.client_readable,
+                hung_up: self.client_hung_up,
                 side: Side::Client,
             },
             Endpoint {
                 stream: upstream,
                 ready: &mut self.upstream_writable,
+                hung_up: self.upstream_hung_up,
                 side: Side::Upstream,
             },
             &mut ctx.pool,
@@ -569,11 +580,13 @@ impl Session {
             Endpoint {
                 stream: upstream,
                 ready: &mut self.upstream_readable,
+                hung_up: self.upstream_hung_up,
                 side: Side::Upstream,
             },
             Endpoint {
                 stream: client,
                 ready: &mut self.client_writable,
+                hung_up: self.client_hung_up,
                 side: Side::Client,
             },
             &mut ctx.pool,
@@ -604,7 +617,7 @@ impl Session {
         let room_len = room.len();
         match socket::read(client, room) {
             Outcome::Progress(n) => {
-                if n < room_len {
+                if n < room_len && !self.client_hung_up {
                     self.client_readable = false;
                 }
                 self.up.end += n as u16;
@@ -734,7 +747,7 @@ impl Session {
         let room_len = room.len();
         match socket::read(client, room) {
             Outcome::Progress(n) => {
-                if n < room_len {
+                if n < room_len && !self.client_hung_up {
                     self.client_readable = false;
                 }
                 let payload = self
@@ -830,6 +843,7 @@ impl Session {
                     self.upstream_connected = false;
                     self.upstream_readable = false;
                     self.upstream_writable = false;
+                    self.upstream_hung_up = false;
                     return Ok(());
                 }
                 Err(_) => self.attempt = self.attempt.saturating_add(1),

@@ -1,0 +1,265 @@
+//! Valid clients through the real binary to fake DCs: both hello shapes, small and
+//! multi-megabyte payloads, every DC id (signed, media too), IPv4 and IPv6, and real TDLib bytes.
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener};
+use std::path::PathBuf;
+use std::thread;
+use std::time::Duration;
+
+use feint_testkit::crypto::random_bytes;
+use feint_testkit::dc::{self, DcMode};
+use feint_testkit::front::FrontMode;
+use feint_testkit::obfs2::{frame_padded, TAG_PADDED_INTERMEDIATE};
+use feint_testkit::{
+    client, feint, unix_now, ClientOptions, FakeDc, FakeTlsClient, Feint, HelloShape,
+    RecordingFront, Secret,
+};
+
+const DOMAIN: &str = "www.example.com";
+const WAIT: Duration = Duration::from_secs(10);
+
+fn bin() -> PathBuf {
+    feint::binary(env!("CARGO_BIN_EXE_feint"))
+}
+
+/// feint on `ip` with DCs 1..5 on `ip`, a recording front, and `extra` flags.
+struct Setup {
+    secret: Secret,
+    dcs: Vec<FakeDc>,
+    front: RecordingFront,
+    feint: Feint,
+}
+
+fn setup(ip: IpAddr, extra: &[&str]) -> Setup {
+    let secret = Secret::random(DOMAIN);
+    let dcs: Vec<FakeDc> = (1..=5)
+        .map(|_| FakeDc::start_on(ip, DcMode::Echo).unwrap())
+        .collect();
+    let front = RecordingFront::start(FrontMode::Record).unwrap();
+    let mut args = vec![
+        "--bind".to_string(),
+        std::net::SocketAddr::new(ip, 0).to_string(),
+        "--front".to_string(),
+        front.addr().to_string(),
+    ];
+    args.extend(dc::routes(&dcs));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let feint = Feint::start(bin(), &secret, &args).unwrap();
+    Setup {
+        secret,
+        dcs,
+        front,
+        feint,
+    }
+}
+
+/// Sends `size` bytes in padded-intermediate frames through a fresh client and checks that the
+/// DC receives them and the client gets them back, byte for byte; writes on a second thread so
+/// neither side stalls on full socket buffers.
+fn round_trip(s: &Setup, options: &ClientOptions, size: usize) {
+    let client = FakeTlsClient::connect(s.feint.addr(), &s.secret, options)
+        .unwrap_or_else(|e| panic!("handshake: {e}\nfeint:\n{}", s.feint.output()));
+    let mut stream = Vec::with_capacity(size + size / 1000 * 20);
+    while stream.len() < size {
+        let n = (size - stream.len()).min(4000);
+        stream.extend(frame_padded(&random_bytes(n)));
+    }
+    let (mut writer, mut reader) = client.split();
+    let sent = stream.clone();
+    let w = thread::spawn(move || {
+        for chunk in sent.chunks(16 * 1024) {
+            writer.send(chunk).unwrap();
+        }
+        writer
+    });
+    let back = reader.recv_exact(stream.len()).unwrap();
+    let _writer = w.join().unwrap();
+    assert!(back == stream, "echo differs ({} bytes)", stream.len());
+
+    let index = (options.dc.unsigned_abs() - 1) as usize;
+    let conns =
+        s.dcs[index].wait_until(WAIT, |c| c.iter().any(|c| c.received.len() >= stream.len()));
+    let conn = conns.last().expect("the DC saw a connection");
+    assert_eq!(conn.tag, TAG_PADDED_INTERMEDIATE);
+    assert_eq!(conn.dc, options.dc, "the DC id arrives signed");
+    assert!(conn.received == stream, "DC received different bytes");
+    assert!(
+        s.front.connections().is_empty(),
+        "a valid client was fronted"
+    );
+}
+
+#[test]
+fn classic_hello_round_trips_a_small_payload() {
+    let s = setup(IpAddr::V4(Ipv4Addr::LOCALHOST), &[]);
+    let options = ClientOptions {
+        shape: HelloShape::Classic,
+        ..ClientOptions::default()
+    };
+    round_trip(&s, &options, 100);
+}
+
+#[test]
+fn modern_hello_round_trips_a_small_payload() {
+    let s = setup(IpAddr::V4(Ipv4Addr::LOCALHOST), &[]);
+    round_trip(&s, &ClientOptions::default(), 100);
+}
+
+#[test]
+fn both_shapes_round_trip_megabytes() {
+    let s = setup(IpAddr::V4(Ipv4Addr::LOCALHOST), &[]);
+    for (shape, size) in [
+        (HelloShape::Classic, 1 << 20),
+        (HelloShape::Modern, 4 << 20),
+    ] {
+        let options = ClientOptions {
+            shape,
+            dc: 4,
+            timeout: Duration::from_secs(30),
+            ..ClientOptions::default()
+        };
+        round_trip(&s, &options, size);
+    }
+}
+
+#[test]
+fn every_dc_id_is_routed_and_arrives_signed() {
+    let s = setup(IpAddr::V4(Ipv4Addr::LOCALHOST), &[]);
+    for dc in [1, 2, 3, 4, 5, -1, -2, -5] {
+        let options = ClientOptions {
+            dc,
+            ..ClientOptions::default()
+        };
+        round_trip(&s, &options, 64);
+    }
+}
+
+#[test]
+fn round_trips_over_ipv6() {
+    if TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).is_err() {
+        eprintln!("skipping: ::1 is not available here");
+        return;
+    }
+    let s = setup(IpAddr::V6(Ipv6Addr::LOCALHOST), &[]);
+    assert!(s.feint.addr().is_ipv6(), "{}", s.feint.output());
+    for shape in [HelloShape::Classic, HelloShape::Modern] {
+        let options = ClientOptions {
+            shape,
+            dc: -3,
+            ..ClientOptions::default()
+        };
+        round_trip(&s, &options, 200_000);
+    }
+}
+
+#[test]
+fn data_records_to_the_client_are_application_data_of_at_most_16384_bytes() {
+    let s = setup(IpAddr::V4(Ipv4Addr::LOCALHOST), &[]);
+    let mut client =
+        FakeTlsClient::connect(s.feint.addr(), &s.secret, &ClientOptions::default()).unwrap();
+    let data = frame_padded(&random_bytes(100_000));
+    client.send(&data).unwrap();
+    // recv_exact fails on any record that is not `17 03 03`, empty, or over 16384 bytes.
+    assert_eq!(client.recv_exact(data.len()).unwrap(), data);
+    assert!(client
+        .reader
+        .record_lengths
+        .iter()
+        .all(|&n| (1..=16384).contains(&n)));
+}
+
+fn capture() -> (Vec<u8>, usize) {
+    let path = format!(
+        "{}/tests/kit/fixtures/tdlib-1.8.69/client-to-proxy-003.bin",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let capture = std::fs::read(path).unwrap();
+    let hello_len = 5 + u16::from_be_bytes([capture[3], capture[4]]) as usize;
+    (capture, hello_len)
+}
+
+/// A real TDLib 1.8.69 connection from the capture (its hello, CCS and first ApplicationData
+/// record) reaches DC 2 with TDLib's first packet intact. The capture is older than feint's
+/// largest skew window (24h), so its hello is re-signed with the current time: every byte but
+/// the 32 of the random is TDLib's. The key is the fixture's.
+#[test]
+fn captured_tdlib_connection_reaches_its_dc() {
+    let secret = Secret::new(core::array::from_fn(|i| i as u8), DOMAIN);
+    let dcs: Vec<FakeDc> = (1..=5)
+        .map(|_| FakeDc::start(DcMode::Silent).unwrap())
+        .collect();
+    let front = RecordingFront::start(FrontMode::Record).unwrap();
+    let mut args = vec!["--front".to_string(), front.addr().to_string()];
+    args.extend(dc::routes(&dcs));
+    let feint = Feint::start(bin(), &secret, &args).unwrap();
+
+    let (mut capture, hello_len) = capture();
+    feint_testkit::hello::sign(&mut capture[..hello_len], &secret.key, unix_now());
+    let mut stream = client::connect(feint.addr(), WAIT).unwrap();
+    stream.write_all(&capture[..hello_len]).unwrap();
+    let reply = feint_testkit::reply::read(&mut stream)
+        .unwrap_or_else(|e| panic!("{e}\nfeint:\n{}", feint.output()));
+    let client_random = feint_testkit::hello::client_random(&capture);
+    assert!(feint_testkit::reply::verify(
+        &reply,
+        &client_random,
+        &secret.key
+    ));
+    stream.write_all(&capture[hello_len..]).unwrap();
+
+    // The capture's records after the CCS carry the 64-byte header, then TDLib's packet.
+    let mut payload = Vec::new();
+    let mut rest = &capture[hello_len + 6..];
+    while let Ok(Some(r)) = feint_testkit::record::read_record(&mut rest) {
+        payload.extend(r.payload);
+    }
+    let packet_len = payload.len() - 64;
+    let conns = dcs[1].wait_until(WAIT, |c| c.iter().any(|c| c.received.len() >= packet_len));
+    assert_eq!(conns.len(), 1, "feint:\n{}", feint.output());
+    assert_eq!((conns[0].tag, conns[0].dc), (TAG_PADDED_INTERMEDIATE, 2));
+    let received = &conns[0].received;
+    assert_eq!(received.len(), packet_len);
+    // padded intermediate: length, then auth_key_id 0, msg_id, length, req_pq_multi.
+    let frame_len = u32::from_le_bytes(received[..4].try_into().unwrap()) as usize;
+    assert_eq!(frame_len + 4, packet_len);
+    assert_eq!(received[4..12], [0; 8], "auth_key_id 0");
+    assert_eq!(
+        received[24..28],
+        0xbe7e_8ef1u32.to_le_bytes(),
+        "req_pq_multi"
+    );
+    assert!(front.connections().is_empty());
+}
+
+/// The same capture as it is, stamped hours ago: outside the 5-minute default window, so it is
+/// fronted, and the front receives every byte the client sent, unchanged.
+#[test]
+fn stale_captured_tdlib_connection_is_fronted_unchanged() {
+    let secret = Secret::new(core::array::from_fn(|i| i as u8), DOMAIN);
+    let dc = FakeDc::start(DcMode::Silent).unwrap();
+    let front = RecordingFront::start(FrontMode::Record).unwrap();
+    let args = [
+        "--front".to_string(),
+        front.addr().to_string(),
+        "--dc".to_string(),
+        format!("2={}", dc.addr()),
+    ];
+    let feint = Feint::start(bin(), &secret, &args).unwrap();
+    let (capture, hello_len) = capture();
+    let stamped = feint_testkit::hello::verify(&capture[..hello_len], &secret.key).unwrap();
+    assert!(
+        unix_now().abs_diff(stamped) > 3600,
+        "the capture is fresh; this test needs it old"
+    );
+    let mut stream = client::connect(feint.addr(), WAIT).unwrap();
+    stream.write_all(&capture).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let conns = front.wait_until(WAIT, |c| c.len() == 1 && c[0].peer_closed);
+    assert_eq!(conns.len(), 1, "feint:\n{}", feint.output());
+    assert!(
+        conns[0].received == capture,
+        "the front got different bytes"
+    );
+    assert!(dc.connections().is_empty());
+}
