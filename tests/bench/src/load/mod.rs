@@ -1,7 +1,7 @@
 //! The load client. `Session::open` does the real handshake (FakeTLS hello, reply check, CCS,
 //! obfs2 header) or connects raw; the tests drive sessions blocking or from a mio loop.
 
-pub mod aes_speed;
+pub mod crypto_speed;
 pub mod handshake;
 pub mod idle;
 pub mod pingpong;
