@@ -304,21 +304,29 @@ fn run(options: &Options) -> Result<String, String> {
         &dc.wait_for("obfs2 ", &mut seen)
             .ok_or("bench-dc did not start")?,
     )?;
-    let mut relay_command = Command::new(bin_dir.join("bench-relay"));
-    relay_command.args([
-        "--bind",
-        "127.0.0.1:0",
-        "--upstream",
-        &dc_raw.to_string(),
-        "--threads",
-        &options.threads.to_string(),
-    ]);
-    let relay = Helper::spawn(relay_command, false).map_err(|e| format!("bench-relay: {e}"))?;
-    let relay_address = address(
-        &relay
-            .wait_for("listening on ", &mut seen)
-            .ok_or("bench-relay did not start")?,
-    )?;
+    let start_relay = |crypto: &str| -> Result<(Helper, SocketAddr), String> {
+        let mut command = Command::new(bin_dir.join("bench-relay"));
+        command.args([
+            "--bind",
+            "127.0.0.1:0",
+            "--upstream",
+            &dc_raw.to_string(),
+            "--threads",
+            &options.threads.to_string(),
+            "--crypto",
+            crypto,
+        ]);
+        let relay = Helper::spawn(command, false).map_err(|e| format!("bench-relay: {e}"))?;
+        let mut seen = Vec::new();
+        let address = address(
+            &relay
+                .wait_for("listening on ", &mut seen)
+                .ok_or("bench-relay did not start")?,
+        )?;
+        Ok((relay, address))
+    };
+    let (relay, relay_address) = start_relay("none")?;
+    let (relay_crypto, relay_crypto_address) = start_relay("two-passes")?;
     let front = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let setup = Setup {
         feint_path: options.feint.clone(),
@@ -336,12 +344,14 @@ fn run(options: &Options) -> Result<String, String> {
     };
     let direct = Target::Raw(dc_raw);
     let relayed = Target::Raw(relay_address);
+    let relayed_crypto = Target::Raw(relay_crypto_address);
     let proxied = feint.as_ref().map(|f| setup.feint_target(f.address));
 
     let mut table = Table::new(&[
         "measurement",
         "direct (no proxy)",
         "plain relay",
+        "relay + 2 AES passes",
         "feint",
         "feint ÷ relay",
         "bar",
@@ -357,6 +367,7 @@ fn run(options: &Options) -> Result<String, String> {
     let row = |name: &str, value: String| {
         vec![
             name.to_string(),
+            String::new(),
             String::new(),
             String::new(),
             value,
@@ -388,10 +399,11 @@ fn run(options: &Options) -> Result<String, String> {
     // Throughput: each cell runs twice per subject, in the order direct, relay, feint and then
     // back, and keeps the better run (runs on a shared 2-core box are disturbed now and then);
     // CPU per GB adds up both runs.
-    let subjects: [(Option<&Target>, Option<u32>); 3] = [
+    let subjects: [(Option<&Target>, Option<u32>); 4] = [
         (Some(&direct), None),
         (Some(&relayed), Some(relay.pid())),
         (proxied.as_ref(), feint.as_ref().map(|f| f.helper.pid())),
+        (Some(&relayed_crypto), Some(relay_crypto.pid())),
     ];
     let mut bars: Vec<(String, String, bool)> = Vec::new();
     for direction in [Direction::Up, Direction::Down, Direction::Both] {
@@ -400,9 +412,9 @@ fn run(options: &Options) -> Result<String, String> {
             let label = format!("{} ×{connections}", direction.name());
             eprintln!("throughput {label} ...");
             let mut cells: Vec<Result<Cell, String>> =
-                (0..3).map(|_| Ok(Cell::default())).collect();
+                (0..4).map(|_| Ok(Cell::default())).collect();
             for round in 0..ROUNDS {
-                for index in interleaved(round) {
+                for index in [[0, 1, 3, 2], [2, 3, 1, 0]][round % 2] {
                     let (Some(target), pid) = subjects[index] else {
                         continue;
                     };
@@ -458,6 +470,7 @@ fn run(options: &Options) -> Result<String, String> {
                 format!("throughput {label}, payload"),
                 show(0),
                 show(1),
+                show(3),
                 show(2),
                 ratio,
                 bar,
@@ -466,6 +479,7 @@ fn run(options: &Options) -> Result<String, String> {
                 format!("  CPU s per GB, {label}"),
                 String::new(),
                 cpu(1),
+                cpu(3),
                 cpu(2),
                 String::new(),
                 String::new(),
@@ -522,6 +536,7 @@ fn run(options: &Options) -> Result<String, String> {
         format!("new connections/s, {HANDSHAKE_CLIENTS} clients (feint: full FakeTLS + obfs2)"),
         per_second(0),
         per_second(1),
+        String::new(),
         per_second(2),
         ratio,
         bar,
@@ -540,6 +555,7 @@ fn run(options: &Options) -> Result<String, String> {
         "  time to first echoed byte p50 / p99, µs".into(),
         d,
         r,
+        String::new(),
         f,
         String::new(),
         String::new(),
@@ -614,6 +630,7 @@ fn run(options: &Options) -> Result<String, String> {
             format!("ping-pong {PING_SIZE} B ×{connections}, p50 / p99 / p999 µs"),
             d,
             r,
+            String::new(),
             f,
             ratio,
             bar,
@@ -654,6 +671,7 @@ fn run(options: &Options) -> Result<String, String> {
                     "feint VmRSS at 0 / at N idle authenticated".into(),
                     String::new(),
                     String::new(),
+                    String::new(),
                     format!(
                         "{} / {} (N = {idle_count})",
                         bytes(idle.rss_before),
@@ -664,6 +682,7 @@ fn run(options: &Options) -> Result<String, String> {
                 ]);
                 table.row(vec![
                     "  growth per idle connection (VmRSS ÷ N)".into(),
+                    String::new(),
                     String::new(),
                     String::new(),
                     format!(
@@ -678,6 +697,7 @@ fn run(options: &Options) -> Result<String, String> {
                     format!("  CPU while idle for {} s", options.idle_seconds),
                     String::new(),
                     String::new(),
+                    String::new(),
                     format!("{:.2} % of a core", idle.cpu_percent),
                     String::new(),
                     format!("≤ 1 % {}", verdict(pass_cpu)),
@@ -686,6 +706,7 @@ fn run(options: &Options) -> Result<String, String> {
             Err(e) => {
                 table.row(vec![
                     format!("idle connections (N = {idle_count})"),
+                    String::new(),
                     String::new(),
                     String::new(),
                     format!("error: {e}"),
@@ -734,7 +755,7 @@ fn run(options: &Options) -> Result<String, String> {
     let t = options.threads;
     let mut notes = vec![
         "Loopback only; the load client, the fake DC and the relay or feint share the machine.".to_string(),
-        format!("feint: --threads {t} --buffers 512. Relay: mio, {t} loops with SO_REUSEPORT (as feint), a 16 KiB buffer per direction, no crypto; the client speaks raw bytes to it and to the DC."),
+        format!("feint: --threads {t} --buffers 512. Relay: mio, {t} loops with SO_REUSEPORT (as feint), a 16 KiB buffer per direction, no crypto; the client speaks raw bytes to it and to the DC. \"relay + 2 AES passes\" is the same relay running two AES-256-CTR passes over every byte (same keystream twice, so bytes pass unchanged): the best a proxy of this shape can do with obfs2's decrypt + re-encrypt."),
         "Client records carry 2878 B of payload, as Telegram clients send. Bulk bytes are filler the endpoints do not decipher (the proxy does); echoed, ACK and handshake bytes are checked through the real ciphers.".to_string(),
         format!("Throughput: {} per cell, split over the connections (\"both\": that much each way); best of {ROUNDS} interleaved runs per subject; CPU s/GB from /proc/PID/stat over all runs.", bytes(options.cell_bytes as f64)),
         format!("Handshakes: {HANDSHAKE_CLIENTS} blocking clients in {ROUNDS} interleaved parts; each connection ends with RST after the echoed byte. Ping-pong: {PING_SIZE} B, one message in flight per connection, {PING_CHUNKS} interleaved parts."),
@@ -751,6 +772,7 @@ fn run(options: &Options) -> Result<String, String> {
         out.push('\n');
     }
     drop(relay);
+    drop(relay_crypto);
     drop(dc);
     Ok(out)
 }

@@ -10,7 +10,7 @@ use feint_bench::dc::{self, Framing};
 use feint_bench::load::throughput::Direction;
 use feint_bench::load::{handshake, idle, pingpong, throughput, Target};
 use feint_bench::obfs2::initiator_frame;
-use feint_bench::relay;
+use feint_bench::relay::{self, Crypto};
 use feint_bench::sys::reuseport_listener;
 
 fn any() -> SocketAddr {
@@ -36,7 +36,8 @@ const LIMIT: Duration = Duration::from_secs(20);
 #[test]
 fn throughput_moves_every_byte_directly_and_through_the_relay() {
     let (raw, _) = start_dc();
-    let (relayed, _handles) = relay::start(any(), raw, 2, Duration::from_secs(60)).unwrap();
+    let (relayed, _handles) =
+        relay::start(any(), raw, 2, Crypto::None, Duration::from_secs(60)).unwrap();
     for target in [Target::Raw(raw), Target::Raw(relayed)] {
         for direction in [Direction::Up, Direction::Down, Direction::Both] {
             for connections in [1, 8] {
@@ -54,7 +55,8 @@ fn throughput_moves_every_byte_directly_and_through_the_relay() {
 #[test]
 fn round_trips_and_handshakes_complete_through_the_relay() {
     let (raw, _) = start_dc();
-    let (relayed, _handles) = relay::start(any(), raw, 1, Duration::from_secs(60)).unwrap();
+    let (relayed, _handles) =
+        relay::start(any(), raw, 1, Crypto::TwoPasses, Duration::from_secs(60)).unwrap();
     let target = Target::Raw(relayed);
     let mut outcome = pingpong::run(&target, 4, 128, 200, 10, LIMIT).unwrap();
     assert!(outcome.complete);
@@ -68,7 +70,8 @@ fn round_trips_and_handshakes_complete_through_the_relay() {
 #[test]
 fn idle_sessions_stay_open_until_closed() {
     let (raw, _) = start_dc();
-    let (relayed, _handles) = relay::start(any(), raw, 2, Duration::from_secs(60)).unwrap();
+    let (relayed, _handles) =
+        relay::start(any(), raw, 2, Crypto::None, Duration::from_secs(60)).unwrap();
     let sessions = idle::open(&Target::Raw(relayed), 200, 4, LIMIT).unwrap();
     assert_eq!(sessions.len(), 200);
     idle::close(sessions);

@@ -1,5 +1,6 @@
 //! The plain relay baseline for scripts/bench.
-//! `bench-relay --bind ADDR --upstream ADDR [--threads N] [--lifetime SECONDS]` prints
+//! `bench-relay --bind ADDR --upstream ADDR [--threads N] [--crypto none|two-passes]
+//! [--lifetime SECONDS]` prints
 //! `listening on ADDR` on stdout once bound, then relays until the lifetime ends or its parent
 //! dies.
 
@@ -8,7 +9,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use feint_bench::relay;
+use feint_bench::relay::{self, Crypto};
 use feint_bench::sys::{die_with_parent, raise_open_file_limit};
 
 fn main() -> ExitCode {
@@ -16,6 +17,7 @@ fn main() -> ExitCode {
     let mut bind: Option<SocketAddr> = None;
     let mut upstream: Option<SocketAddr> = None;
     let mut threads = 1usize;
+    let mut crypto = Crypto::None;
     let mut lifetime = Duration::from_secs(900);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -24,6 +26,17 @@ fn main() -> ExitCode {
             "--bind" => value.parse().map(|a| bind = Some(a)).is_ok(),
             "--upstream" => value.parse().map(|a| upstream = Some(a)).is_ok(),
             "--threads" => value.parse().map(|n| threads = n).is_ok(),
+            "--crypto" => match value.as_str() {
+                "none" => {
+                    crypto = Crypto::None;
+                    true
+                }
+                "two-passes" => {
+                    crypto = Crypto::TwoPasses;
+                    true
+                }
+                _ => false,
+            },
             "--lifetime" => value
                 .parse()
                 .map(|s| lifetime = Duration::from_secs(s))
@@ -31,7 +44,7 @@ fn main() -> ExitCode {
             _ => false,
         };
         if !ok {
-            eprintln!("bench-relay: bad flag {flag:?} {value:?}\nusage: bench-relay --bind ADDR --upstream ADDR [--threads N] [--lifetime SECONDS]");
+            eprintln!("bench-relay: bad flag {flag:?} {value:?}\nusage: bench-relay --bind ADDR --upstream ADDR [--threads N] [--crypto none|two-passes] [--lifetime SECONDS]");
             return ExitCode::from(2);
         }
     }
@@ -42,7 +55,7 @@ fn main() -> ExitCode {
     if let Err(e) = raise_open_file_limit() {
         eprintln!("bench-relay: cannot raise the open-file limit: {e}");
     }
-    let (bound, handles) = match relay::start(bind, upstream, threads, lifetime) {
+    let (bound, handles) = match relay::start(bind, upstream, threads, crypto, lifetime) {
         Ok(started) => started,
         Err(e) => {
             eprintln!("bench-relay: {e}");
