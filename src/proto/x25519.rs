@@ -188,11 +188,15 @@ fn scalar_mult(scalar: &[u8; 32], u: &[u8; 32]) -> [u8; 32] {
     k[0] &= 248;
     k[31] &= 127;
     k[31] |= 64;
+    ladder(&k, u, 255)
+}
 
+/// The Montgomery ladder over the low `bits` bits of `k`, unclamped.
+fn ladder(k: &[u8; 32], u: &[u8; 32], bits: usize) -> [u8; 32] {
     let x1 = Fe::from_bytes(u);
     let (mut x2, mut z2, mut x3, mut z3) = (Fe::ONE, Fe::ZERO, x1, Fe::ONE);
     let mut swap = 0u64;
-    for t in (0..255).rev() {
+    for t in (0..bits.min(255)).rev() {
         let bit = u64::from((k[t / 8] >> (t % 8)) & 1);
         swap ^= bit;
         Fe::conditional_swap(&mut x2, &mut x3, swap);
@@ -223,6 +227,19 @@ pub fn public_key(scalar: &[u8; 32]) -> [u8; 32] {
     let mut base_point = [0; 32];
     base_point[0] = 9;
     scalar_mult(scalar, &base_point)
+}
+
+/// A fresh key share for our ServerHello: the base point times a 128-bit random scalar.
+/// Clients never use the share (PROTOCOL.md §3.2); it only has to be a valid point in the
+/// prime-order subgroup, like every real public key (§3.5). The scalar is thrown away, and
+/// recovering a 128-bit discrete logarithm is out of anyone's reach, so half the ladder steps
+/// give a share nobody can tell from a full-length one, at about half the cost per handshake.
+pub fn key_share(random: &[u8; 16]) -> [u8; 32] {
+    let mut k = [0; 32];
+    k[..16].copy_from_slice(random);
+    let mut base_point = [0; 32];
+    base_point[0] = 9;
+    ladder(&k, &base_point, 128)
 }
 
 #[cfg(test)]
@@ -342,5 +359,29 @@ mod tests {
                 .to_bytes(),
             Fe::ONE.to_bytes()
         );
+    }
+
+    #[test]
+    fn key_share_is_the_full_ladder_of_the_short_scalar() {
+        let mut base_point = [0; 32];
+        base_point[0] = 9;
+        for seed in 0u8..4 {
+            let mut random = [0u8; 16];
+            for (i, b) in random.iter_mut().enumerate() {
+                *b = seed.wrapping_mul(31).wrapping_add(i as u8 * 7);
+            }
+            let mut k = [0; 32];
+            k[..16].copy_from_slice(&random);
+            assert_eq!(key_share(&random), ladder(&k, &base_point, 255));
+        }
+    }
+
+    #[test]
+    fn key_share_of_scalar_one_is_the_base_point() {
+        let mut one = [0; 16];
+        one[0] = 1;
+        let mut base_point = [0; 32];
+        base_point[0] = 9;
+        assert_eq!(key_share(&one), base_point);
     }
 }

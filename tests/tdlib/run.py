@@ -284,6 +284,21 @@ def td_request(client_id, request, extra):
     return {"@type": "timeout", "message": f"no answer in {RESPONSE_TIMEOUT} s"}, updates
 
 
+def close_tdlib(client_id):
+    """Closes the TDLib instance and waits, bounded, until it says so: exiting with TDLib's
+    threads still running can abort the interpreter (seen once: SIGABRT after a passing run)."""
+    tdjson.td_send(client_id, json.dumps({"@type": "close"}).encode())
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        raw = tdjson.td_receive(0.5)
+        if raw is None:
+            continue
+        state = json.loads(raw).get("authorization_state", {}).get("@type")
+        if state == "authorizationStateClosed":
+            return "closed"
+    return "close timed out"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     mode = parser.add_mutually_exclusive_group(required=True)
@@ -311,6 +326,7 @@ def main():
             feint = Feint(args.feint, dcs, front.port)
             report["feint_argv"] = feint.argv[:-1] + ["<secret>"]
         client_id = tdjson.td_create_client_id()
+        report["td_client_id"] = client_id
         for dc_id in DC_IDS:
             if args.direct:
                 port, proxy_secret = dcs[dc_id].port, DD_SECRET
@@ -337,6 +353,8 @@ def main():
             failures.append(f"feint fronted {len(front.connections)} connection(s): "
                             f"{front.connections}")
     finally:
+        if "td_client_id" in report:
+            report["td_close"] = close_tdlib(report["td_client_id"])
         if feint:
             feint.stop()
             report["feint_output"] = feint.lines[-50:]
@@ -380,4 +398,8 @@ def check(dc_id, entry, failures):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter finalization, which races TDLib's own threads.
+    os._exit(status)
