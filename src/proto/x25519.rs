@@ -118,6 +118,8 @@ impl Fe {
     }
 
     fn mul(self, other: Fe) -> Fe {
+        #[cfg(test)]
+        count::mul();
         let (a, b) = (self.0, other.0);
         let m = |x: u64, y: u64| u128::from(x) * u128::from(y);
         // 2^255 = 19 mod p, so a product landing in limb 5 + i folds into limb i times 19.
@@ -130,8 +132,31 @@ impl Fe {
         Fe::reduce_wide([c0, c1, c2, c3, c4])
     }
 
+    /// self², with the cross products doubled instead of computed twice: 15 limb products
+    /// where `mul` takes 25.
     fn square(self) -> Fe {
-        self.mul(self)
+        #[cfg(test)]
+        count::square();
+        let a = self.0;
+        let m = |x: u64, y: u64| u128::from(x) * u128::from(y);
+        // Limbs stay below 2^52, so doubling or multiplying by 38 still fits in u64.
+        let (d0, d1, d2) = (2 * a[0], 2 * a[1], 2 * a[2]);
+        let (a3_19, a4_19) = (19 * a[3], 19 * a[4]);
+        let c0 = m(a[0], a[0]) + m(d1, a4_19) + m(d2, a3_19);
+        let c1 = m(d0, a[1]) + m(d2, a4_19) + m(a[3], a3_19);
+        let c2 = m(d0, a[2]) + m(a[1], a[1]) + m(2 * a[3], a4_19);
+        let c3 = m(d0, a[3]) + m(d1, a[2]) + m(a[4], a4_19);
+        let c4 = m(d0, a[4]) + m(d1, a[3]) + m(a[2], a[2]);
+        Fe::reduce_wide([c0, c1, c2, c3, c4])
+    }
+
+    /// self^(2^n): `n` squarings in a row.
+    fn square_times(self, n: u32) -> Fe {
+        let mut x = self;
+        for _ in 0..n {
+            x = x.square();
+        }
+        x
     }
 
     fn mul_small(self, factor: u64) -> Fe {
@@ -158,17 +183,45 @@ impl Fe {
         ])
     }
 
-    /// self^(p - 2) = 1 / self by Fermat. The exponent is public, so branching on it is fine.
+    /// (self^(2^250 - 1), self^2, self^11): the common head of the curve25519 power chains, in
+    /// 249 squarings and 10 multiplications. The exponents are public, so nothing here needs
+    /// to hide them.
+    fn pow_2_250_minus_1(self) -> (Fe, Fe, Fe) {
+        let z2 = self.square();
+        let z9 = z2.square_times(2).mul(self);
+        let z11 = z9.mul(z2);
+        let z_5_0 = z11.square().mul(z9); // 2^5 - 1
+        let z_10_0 = z_5_0.square_times(5).mul(z_5_0);
+        let z_20_0 = z_10_0.square_times(10).mul(z_10_0);
+        let z_40_0 = z_20_0.square_times(20).mul(z_20_0);
+        let z_50_0 = z_40_0.square_times(10).mul(z_10_0);
+        let z_100_0 = z_50_0.square_times(50).mul(z_50_0);
+        let z_200_0 = z_100_0.square_times(100).mul(z_100_0);
+        let z_250_0 = z_200_0.square_times(50).mul(z_50_0);
+        (z_250_0, z2, z11)
+    }
+
+    /// self^(p - 2) = 1 / self by Fermat (0 for 0): 254 squarings and 11 multiplications.
     fn invert(self) -> Fe {
-        // p - 2 = 2^255 - 21: bits 254..0 are all set except bits 4 and 2.
-        let mut result = Fe::ONE;
-        for bit in (0..255).rev() {
-            result = result.square();
-            if bit != 4 && bit != 2 {
-                result = result.mul(self);
-            }
-        }
-        result
+        let (z_250_0, _, z11) = self.pow_2_250_minus_1();
+        // (2^250 - 1) * 2^5 + 11 = 2^255 - 21 = p - 2.
+        z_250_0.square_times(5).mul(z11)
+    }
+
+    #[cfg_attr(not(test), allow(dead_code))]
+    /// self^((p - 3) / 2) = self^(2^254 - 11): 253 squarings and 12 multiplications. Times
+    /// self it is Euler's criterion; times self² it is 1 / self to that power (see `key_share`).
+    fn pow_p_minus_3_over_2(self) -> Fe {
+        let (z_250_0, z2, _) = self.pow_2_250_minus_1();
+        // ((2^250 - 1) * 2^3 + 2) * 2 + 1 = 2^254 - 11 = (p - 3) / 2.
+        z_250_0.square_times(3).mul(z2).square().mul(self)
+    }
+
+    /// self^((p - 1) / 2), Euler's criterion: 1 for a nonzero square, p - 1 for a non-square,
+    /// 0 for 0.
+    #[cfg(test)]
+    fn euler(self) -> Fe {
+        self.pow_p_minus_3_over_2().mul(self)
     }
 
     /// Swaps `a` and `b` when `swap` is 1 and leaves them when it is 0, without a branch.
@@ -193,6 +246,12 @@ fn scalar_mult(scalar: &[u8; 32], u: &[u8; 32]) -> [u8; 32] {
 
 /// The Montgomery ladder over the low `bits` bits of `k`, unclamped.
 fn ladder(k: &[u8; 32], u: &[u8; 32], bits: usize) -> [u8; 32] {
+    let (x, z) = ladder_projective(k, u, bits);
+    x.mul(z.invert()).to_bytes()
+}
+
+/// The ladder's result as projective (X : Z); Z is 0 for the point at infinity.
+fn ladder_projective(k: &[u8; 32], u: &[u8; 32], bits: usize) -> (Fe, Fe) {
     let x1 = Fe::from_bytes(u);
     let (mut x2, mut z2, mut x3, mut z3) = (Fe::ONE, Fe::ZERO, x1, Fe::ONE);
     let mut swap = 0u64;
@@ -219,7 +278,7 @@ fn ladder(k: &[u8; 32], u: &[u8; 32], bits: usize) -> [u8; 32] {
     }
     Fe::conditional_swap(&mut x2, &mut x3, swap);
     Fe::conditional_swap(&mut z2, &mut z3, swap);
-    x2.mul(z2.invert()).to_bytes()
+    (x2, z2)
 }
 
 /// The public key of `scalar` (clamped as RFC 7748 §5 says).
@@ -240,6 +299,36 @@ pub fn key_share(random: &[u8; 16]) -> [u8; 32] {
     let mut base_point = [0; 32];
     base_point[0] = 9;
     ladder(&k, &base_point, 128)
+}
+
+/// Per-thread counts of field multiplications and squarings, so tests can compare costs
+/// without timing anything.
+#[cfg(test)]
+mod count {
+    use std::cell::Cell;
+
+    thread_local! {
+        static MULS: Cell<u64> = const { Cell::new(0) };
+        static SQUARES: Cell<u64> = const { Cell::new(0) };
+    }
+
+    pub fn mul() {
+        MULS.with(|c| c.set(c.get() + 1));
+    }
+
+    pub fn square() {
+        SQUARES.with(|c| c.set(c.get() + 1));
+    }
+
+    /// (multiplications, squarings) that `f` ran on this thread.
+    pub fn ops<T>(f: impl FnOnce() -> T) -> (u64, u64) {
+        let before = (MULS.with(Cell::get), SQUARES.with(Cell::get));
+        std::hint::black_box(f());
+        (
+            MULS.with(Cell::get) - before.0,
+            SQUARES.with(Cell::get) - before.1,
+        )
+    }
 }
 
 #[cfg(test)]
@@ -292,6 +381,117 @@ mod tests {
             k,
             hex("684cf59ba83309552800ef566f2f4d3c1c3887c49360e3875f2eb94d99532c51")
         );
+    }
+
+    /// SplitMix64, for deterministic pseudo-random test inputs.
+    struct TestRng(u64);
+
+    impl TestRng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+
+        fn fill(&mut self, out: &mut [u8]) {
+            for chunk in out.chunks_mut(8) {
+                chunk.copy_from_slice(&self.next().to_le_bytes()[..chunk.len()]);
+            }
+        }
+
+        fn bytes(&mut self) -> [u8; 32] {
+            let mut out = [0; 32];
+            self.fill(&mut out);
+            out
+        }
+    }
+
+    fn p_minus_one() -> [u8; 32] {
+        let mut b = [0xff; 32];
+        b[0] = 0xec;
+        b[31] = 0x7f;
+        b
+    }
+
+    /// Field elements worth testing: small ones, ones near p and 2^255, limbs at their
+    /// largest unreduced values, and pseudo-random ones.
+    fn test_elements() -> Vec<Fe> {
+        let mut out = vec![Fe::ONE, Fe([2, 0, 0, 0, 0]), Fe([9, 0, 0, 0, 0])];
+        out.push(Fe::from_bytes(&p_minus_one()));
+        out.push(Fe::from_bytes(&[0xff; 32])); // 2^255 - 1 = 18 mod p
+        out.push(Fe([(1 << 52) - 1; 5]));
+        out.push(Fe([MASK_51, 0, MASK_51, 0, MASK_51]));
+        let mut rng = TestRng(1);
+        out.extend((0..200).map(|_| Fe::from_bytes(&rng.bytes())));
+        out
+    }
+
+    /// The old bit-by-bit square-and-multiply inversion, as a reference.
+    fn invert_by_bits(z: Fe) -> Fe {
+        // p - 2 = 2^255 - 21: bits 254..0 are all set except bits 4 and 2.
+        let mut result = Fe::ONE;
+        for bit in (0..255).rev() {
+            result = result.mul(result);
+            if bit != 4 && bit != 2 {
+                result = result.mul(z);
+            }
+        }
+        result
+    }
+
+    #[test]
+    fn square_matches_mul_by_itself_even_for_unreduced_limbs() {
+        for x in test_elements() {
+            assert_eq!(x.square().to_bytes(), x.mul(x).to_bytes());
+            assert_eq!(x.square_times(3).to_bytes(), {
+                let x2 = x.mul(x);
+                let x4 = x2.mul(x2);
+                x4.mul(x4).to_bytes()
+            });
+        }
+    }
+
+    #[test]
+    fn an_element_times_its_inverse_is_one() {
+        for x in test_elements() {
+            assert_eq!(x.mul(x.invert()).to_bytes(), Fe::ONE.to_bytes());
+            assert_eq!(x.invert().to_bytes(), invert_by_bits(x).to_bytes());
+        }
+    }
+
+    #[test]
+    fn the_inverse_of_zero_is_zero() {
+        assert_eq!(Fe::ZERO.invert().to_bytes(), [0; 32]);
+        let mut p = p_minus_one();
+        p[0] = 0xed;
+        assert_eq!(Fe::from_bytes(&p).invert().to_bytes(), [0; 32]);
+    }
+
+    #[test]
+    fn inversion_takes_254_squarings_and_11_multiplications() {
+        let x = Fe([12345, 6789, 1, 2, 3]);
+        assert_eq!(count::ops(|| x.invert()), (11, 254));
+        assert_eq!(count::ops(|| x.pow_p_minus_3_over_2()), (12, 253));
+        assert_eq!(count::ops(|| invert_by_bits(x)), (508, 0));
+    }
+
+    #[test]
+    fn euler_criterion_tells_squares_from_non_squares() {
+        let minus_one = p_minus_one();
+        // p = 5 mod 8, so 2 is not a square mod p.
+        let two = Fe([2, 0, 0, 0, 0]);
+        assert_eq!(two.euler().to_bytes(), minus_one);
+        assert_eq!(Fe::ONE.euler().to_bytes(), Fe::ONE.to_bytes());
+        assert_eq!(Fe::ZERO.euler().to_bytes(), [0; 32]);
+        for x in test_elements() {
+            if x.to_bytes() == [0; 32] {
+                continue;
+            }
+            assert_eq!(x.square().euler().to_bytes(), Fe::ONE.to_bytes());
+            assert_eq!(x.square().mul(two).euler().to_bytes(), minus_one);
+        }
     }
 
     fn public_key_base() -> [u8; 32] {
@@ -383,5 +583,25 @@ mod tests {
         let mut base_point = [0; 32];
         base_point[0] = 9;
         assert_eq!(key_share(&one), base_point);
+    }
+
+    /// Prints, never asserts: `cargo test --release x25519 -- --nocapture` for the figures.
+    #[test]
+    fn prints_the_time_and_field_operations_of_a_key_share() {
+        let n: u32 = if cfg!(debug_assertions) { 100 } else { 10_000 };
+        let mut rng = TestRng(7);
+        let mut random = [0u8; 16];
+        rng.fill(&mut random);
+        let (muls, squares) = count::ops(|| key_share(&random));
+        let start = std::time::Instant::now();
+        for i in 0..n {
+            random[..4].copy_from_slice(&i.to_le_bytes());
+            std::hint::black_box(key_share(std::hint::black_box(&random)));
+        }
+        let elapsed = start.elapsed();
+        println!(
+            "key share: {n} in {elapsed:?}, {:?} each; {muls} multiplications, {squares} squarings",
+            elapsed / n
+        );
     }
 }
