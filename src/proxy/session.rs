@@ -743,13 +743,13 @@ impl Session {
         self.up.start = 0;
         self.up.end = 0;
         self.down.buffer = Some(id);
-        let mut seed = [0; 17];
+        let mut random = [0; 32 * x25519::KEY_SHARE_TRIES];
+        ctx.random(&mut random);
+        let public_key = x25519::key_share(&random);
+        let mut seed = [0; 1];
         ctx.random(&mut seed);
-        let mut scalar = [0; 16];
-        scalar.copy_from_slice(&seed[..16]);
-        let public_key = x25519::key_share(&scalar);
         let cert_len =
-            (ctx.shared.cert_len + (seed[16] as usize % 64)).min(server_hello::MAX_CERT_LEN);
+            (ctx.shared.cert_len + (seed[0] as usize % 64)).min(server_hello::MAX_CERT_LEN);
         let noise = ctx.noise.get_mut(..cert_len).ok_or(End::Internal)?;
         noise.fill(0);
         ctx.rng.apply(noise);
