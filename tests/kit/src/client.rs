@@ -250,4 +250,17 @@ impl ClientReader {
     pub fn read_raw(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.stream.read(buf)
     }
+
+    /// As [`ClientReader::read_raw`], with a read timeout of `timeout` for this call only.
+    pub fn read_raw_with_timeout(
+        &mut self,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> io::Result<usize> {
+        let previous = self.stream.read_timeout()?;
+        self.stream.set_read_timeout(Some(timeout))?;
+        let result = self.stream.read(buf);
+        self.stream.set_read_timeout(previous)?;
+        result
+    }
 }
