@@ -145,6 +145,51 @@ fn handshake_timeout_hands_the_partial_hello_to_the_front() {
     assert_eq!(conns[0].received, hello);
 }
 
+/// Clients that trickle partial hellos hold buffers only up to half the pool: a relay that is
+/// already up keeps moving bytes while they wait out the handshake timeout.
+#[test]
+fn partial_hellos_cannot_starve_established_relays() {
+    let s = setup(
+        DcMode::Echo,
+        FrontMode::Record,
+        &[
+            "--threads",
+            "1",
+            "--buffers",
+            "8",
+            "--handshake-timeout",
+            "20s",
+        ],
+    );
+    let mut relay =
+        FakeTlsClient::connect(s.feint.addr(), &s.secret, &ClientOptions::default()).unwrap();
+    let first = frame_padded(b"before the trickle");
+    relay.send(&first).unwrap();
+    assert_eq!(relay.recv_exact(first.len()).unwrap(), first);
+
+    // Each of these holds a buffer with the first bytes of a hello and then goes quiet.
+    let mut trickles: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let mut t = client::connect(s.feint.addr(), WAIT).unwrap();
+            t.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).unwrap();
+            t
+        })
+        .collect();
+    assert!(
+        still_open(&mut trickles[0]),
+        "a partial hello is waited for"
+    );
+
+    let data = frame_padded(&random_bytes(100_000));
+    relay.send(&data).unwrap();
+    assert_eq!(
+        relay.recv_exact(data.len()).unwrap(),
+        data,
+        "feint:\n{}",
+        s.feint.output()
+    );
+}
+
 #[test]
 fn idle_timeout_closes_an_authenticated_idle_relay() {
     let s = setup(DcMode::Echo, FrontMode::Record, &["--idle-timeout", "1s"]);

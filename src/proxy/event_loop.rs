@@ -98,6 +98,9 @@ impl EventLoop {
             noise: vec![0; MAX_CERT_LEN],
             rng: CtrState::new(key, iv),
             waiters: VecDeque::with_capacity(max_sessions),
+            hello_buffers: 0,
+            max_hello_buffers: (buffers / 2).max(1),
+            hello_waiters: VecDeque::with_capacity(max_sessions),
             ready: VecDeque::with_capacity(max_sessions),
         };
         let event_loop = EventLoop {
@@ -170,8 +173,10 @@ impl EventLoop {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
+        let buffers = self.ctx.pool.available() > 0;
         let busy = !self.ctx.ready.is_empty()
-            || (!self.ctx.waiters.is_empty() && self.ctx.pool.available() > 0)
+            || (!self.ctx.waiters.is_empty() && buffers)
+            || (!self.ctx.hello_waiters.is_empty() && buffers && self.hello_room())
             || self.listeners.iter().any(|l| l.backlog);
         if busy {
             return Some(Duration::ZERO);
@@ -315,19 +320,41 @@ impl EventLoop {
         }
     }
 
+    /// Drives sessions that waited for a buffer, each at most once per call: one that must
+    /// wait again goes back to the end of its queue.
     fn serve_waiters(&mut self) {
-        while self.ctx.pool.available() > 0 {
+        for _ in 0..self.ctx.waiters.len() {
+            if self.ctx.pool.available() == 0 {
+                break;
+            }
             let Some((slot, generation)) = self.ctx.waiters.pop_front() else {
-                return;
+                break;
             };
-            if !self.live(slot, generation) {
-                continue;
-            }
-            if let Some(session) = self.sessions.get_mut(slot as usize) {
-                session.waiting = false;
-            }
-            self.drive(slot);
+            self.wake(slot, generation);
         }
+        for _ in 0..self.ctx.hello_waiters.len() {
+            if self.ctx.pool.available() == 0 || !self.hello_room() {
+                break;
+            }
+            let Some((slot, generation)) = self.ctx.hello_waiters.pop_front() else {
+                break;
+            };
+            self.wake(slot, generation);
+        }
+    }
+
+    fn hello_room(&self) -> bool {
+        self.ctx.hello_buffers < self.ctx.max_hello_buffers
+    }
+
+    fn wake(&mut self, slot: u32, generation: u32) {
+        if !self.live(slot, generation) {
+            return;
+        }
+        if let Some(session) = self.sessions.get_mut(slot as usize) {
+            session.waiting = false;
+        }
+        self.drive(slot);
     }
 
     fn live(&self, slot: u32, generation: u32) -> bool {

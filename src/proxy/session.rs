@@ -104,6 +104,12 @@ pub struct Context {
     pub rng: CtrState,
     /// Sessions waiting for a pool buffer, as (slot, generation).
     pub waiters: VecDeque<(u32, u32)>,
+    /// Buffers held by sessions in AwaitHello, and their cap: half the pool, so clients that
+    /// trickle partial hellos cannot take the buffers that relays need.
+    pub hello_buffers: usize,
+    pub max_hello_buffers: usize,
+    /// Sessions in AwaitHello waiting for `hello_buffers` to drop below the cap.
+    pub hello_waiters: VecDeque<(u32, u32)>,
     /// Sessions that used up their step budget and must be driven again.
     pub ready: VecDeque<(u32, u32)>,
 }
@@ -186,6 +192,8 @@ enum Step {
     Progress,
     Idle,
     NeedBuffer,
+    /// Handshakes hold their share of the pool already: wait for one to finish.
+    HelloCapped,
 }
 
 struct Endpoint<'a> {
@@ -399,6 +407,7 @@ impl Session {
     /// Releases everything and makes the slot free again, with a new generation so that
     /// events still queued for the old sockets are ignored.
     pub fn close(&mut self, slot: u32, end: End, ctx: &mut Context) {
+        self.leave_hello(ctx);
         let reset_other = self.phase == Phase::Fronting && matches!(end, End::Failed(_));
         for (stream, side) in [
             (self.client.take(), Side::Client),
@@ -482,6 +491,7 @@ impl Session {
                             Step::Progress
                         }
                         (Step::NeedBuffer, _) | (_, Step::NeedBuffer) => Step::NeedBuffer,
+                        (Step::HelloCapped, _) | (_, Step::HelloCapped) => Step::HelloCapped,
                         _ => Step::Idle,
                     }
                 }
@@ -493,6 +503,13 @@ impl Session {
                     if !self.waiting {
                         self.waiting = true;
                         ctx.waiters.push_back((slot, self.generation));
+                    }
+                    return Ok(());
+                }
+                Step::HelloCapped => {
+                    if !self.waiting {
+                        self.waiting = true;
+                        ctx.hello_waiters.push_back((slot, self.generation));
                     }
                     return Ok(());
                 }
@@ -603,9 +620,11 @@ impl Session {
         };
         let id = match self.up.buffer {
             Some(id) => id,
+            None if ctx.hello_buffers >= ctx.max_hello_buffers => return Ok(Step::HelloCapped),
             None => match ctx.pool.take() {
                 Some(id) => {
                     self.up.buffer = Some(id);
+                    ctx.hello_buffers += 1;
                     id
                 }
                 None => return Ok(Step::NeedBuffer),
@@ -626,6 +645,7 @@ impl Session {
                 self.client_readable = false;
                 if end == 0 {
                     self.up.release(&mut ctx.pool);
+                    ctx.hello_buffers -= 1;
                 }
                 return Ok(Step::Idle);
             }
@@ -680,6 +700,7 @@ impl Session {
 
     /// Queues our reply flight (PROTOCOL.md §3) in place of the hello bytes.
     fn queue_reply(&mut self, ctx: &mut Context, verified: hello::Verified) -> Result<(), End> {
+        self.leave_hello(ctx);
         let Some(id) = self.up.buffer else {
             return Err(End::Internal);
         };
@@ -712,8 +733,16 @@ impl Session {
         Ok(())
     }
 
+    /// Gives up the hello phase's claim on the pool; the buffer itself may go on being used.
+    fn leave_hello(&mut self, ctx: &mut Context) {
+        if self.phase == Phase::AwaitHello && self.up.buffer.is_some() {
+            ctx.hello_buffers -= 1;
+        }
+    }
+
     /// Hands the connection to the front: every byte read so far goes first, then raw relay.
     fn front(&mut self, slot: u32, ctx: &mut Context, reason: Rejection) -> Result<(), End> {
+        self.leave_hello(ctx);
         self.phase = Phase::Fronting;
         self.fronted_because = Some(reason);
         self.attempt = 0;
