@@ -360,3 +360,96 @@ fn wrong_tag_or_unknown_dc_after_the_reply_closes() {
         "fronted after the ServerHello"
     );
 }
+
+/// A 1.7 KB hello does not fit one segment on a real path (PROTOCOL.md §2.6): written in
+/// pieces of 100 bytes (and of 1 byte for the record header), it is still served.
+#[test]
+fn hello_written_in_pieces_is_served() {
+    let s = setup(IpAddr::V4(Ipv4Addr::LOCALHOST), &[]);
+    let options = ClientOptions::default();
+    let hello = options.hello(&s.secret);
+    let mut stream = client::connect(s.feint.addr(), WAIT).unwrap();
+    for piece in hello[..5].chunks(1).chain(hello[5..].chunks(100)) {
+        stream.write_all(piece).unwrap();
+    }
+    let reply = feint_testkit::reply::read(&mut stream).unwrap();
+    assert!(feint_testkit::reply::verify(
+        &reply,
+        &feint_testkit::hello::client_random(&hello),
+        &s.secret.key
+    ));
+}
+
+/// Records and the obfs2 header cut at every boundary a client may produce: 7-byte records,
+/// written 3 bytes at a time, so record headers and the 64-byte header span reads.
+#[test]
+fn records_and_header_split_across_reads_round_trip() {
+    let s = setup(IpAddr::V4(Ipv4Addr::LOCALHOST), &[]);
+    let c = FakeTlsClient::connect(s.feint.addr(), &s.secret, &ClientOptions::default()).unwrap();
+    let (mut writer, mut reader) = c.split();
+    let data = frame_padded(&random_bytes(3000));
+    writer.send_fragmented(&data, 7, 3).unwrap();
+    assert_eq!(reader.recv_exact(data.len()).unwrap(), data);
+    let more = frame_padded(&random_bytes(20_000));
+    writer.send_fragmented(&more, 2878, 1000).unwrap();
+    assert_eq!(reader.recv_exact(more.len()).unwrap(), more);
+}
+
+/// Thirty-two clients at once, 256 KB each way, all intact.
+#[test]
+fn many_clients_at_once_round_trip() {
+    let s = setup(IpAddr::V4(Ipv4Addr::LOCALHOST), &[]);
+    let addr = s.feint.addr();
+    let clients: Vec<_> = (0..32)
+        .map(|i| {
+            let secret = s.secret.clone();
+            thread::spawn(move || {
+                let options = ClientOptions {
+                    dc: [1, 2, 3, 4, 5, -1, -2, -3][i % 8],
+                    shape: if i % 2 == 0 {
+                        HelloShape::Classic
+                    } else {
+                        HelloShape::Modern
+                    },
+                    timeout: Duration::from_secs(30),
+                    ..ClientOptions::default()
+                };
+                let c = FakeTlsClient::connect(addr, &secret, &options)?;
+                let (mut writer, mut reader) = c.split();
+                let data = frame_padded(&random_bytes(256 * 1024));
+                let sent = data.clone();
+                let w = thread::spawn(move || {
+                    for chunk in sent.chunks(10_000) {
+                        writer.send(chunk)?;
+                    }
+                    Ok::<_, std::io::Error>(writer)
+                });
+                let back = reader.recv_exact(data.len())?;
+                w.join().expect("writer thread")?;
+                Ok::<_, std::io::Error>(back == data)
+            })
+        })
+        .collect();
+    for (i, c) in clients.into_iter().enumerate() {
+        let intact = c.join().unwrap().unwrap_or_else(|e| {
+            panic!("client {i}: {e}\nfeint:\n{}", s.feint.output());
+        });
+        assert!(intact, "client {i}: echo differs");
+    }
+}
+
+/// `--idle-timeout` counts time without traffic, not the relay's age: a relay that trickles
+/// data more often than the timeout outlives it several times over.
+#[test]
+fn idle_timeout_spares_a_relay_with_traffic() {
+    let s = setup(IpAddr::V4(Ipv4Addr::LOCALHOST), &["--idle-timeout", "1s"]);
+    let mut c =
+        FakeTlsClient::connect(s.feint.addr(), &s.secret, &ClientOptions::default()).unwrap();
+    // Pacing, not synchronization: 10 exchanges 300 ms apart span three idle timeouts.
+    for i in 0..10u8 {
+        let data = frame_padded(&[i; 16]);
+        c.send(&data).unwrap();
+        assert_eq!(c.recv_exact(data.len()).unwrap(), data, "exchange {i}");
+        thread::sleep(Duration::from_millis(300));
+    }
+}
