@@ -309,3 +309,35 @@ fn every_rejected_input_reaches_the_front_unchanged() {
         );
     }
 }
+
+/// A 3 MiB download over TLS through the fronting relay arrives as nginx sends it directly.
+#[test]
+fn large_download_through_the_front_is_intact() {
+    let s = setup(&[]);
+    let request = tls::get_path_request(DOMAIN, "/big.bin");
+    let via = tls::request(s.feint.addr(), DOMAIN, &request, WAIT)
+        .unwrap_or_else(|e| panic!("{e}\nfeint:\n{}", s.feint.output()));
+    assert!(via.ends_with(&s.nginx.big), "{} bytes", via.len());
+    let direct = tls::request(s.nginx.tls_addr, DOMAIN, &request, WAIT).unwrap();
+    assert_eq!(mask_date(&via), mask_date(&direct));
+}
+
+/// A 4 MiB upload through the fronting relay reaches the front byte for byte.
+#[test]
+fn large_upload_through_the_front_is_intact() {
+    let secret = Secret::random(DOMAIN);
+    let front = RecordingFront::start(FrontMode::Record).unwrap();
+    let args = ["--front".to_string(), front.addr().to_string()];
+    let feint = Feint::start(bin(), &secret, &args).unwrap();
+    let mut upload = random_bytes(4 << 20);
+    upload[0] = 0x00;
+    let mut stream = client::connect(feint.addr(), WAIT).unwrap();
+    stream.write_all(&upload).unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let conns = front.wait_until(Duration::from_secs(30), |c| {
+        c.len() == 1 && c[0].peer_closed
+    });
+    assert_eq!(conns.len(), 1, "feint:\n{}", feint.output());
+    assert_eq!(conns[0].received.len(), upload.len());
+    assert!(conns[0].received == upload, "the front got different bytes");
+}
