@@ -57,8 +57,11 @@ fn exchange(addr: SocketAddr, bytes: &[u8], half_close: bool) -> (Vec<u8>, Endin
 /// a TLS flight with the same record structure as the direct one, whose server random does not
 /// verify as a FakeTLS reply for our key.
 fn assert_fronted_hello(s: &Setup, hello: &[u8], case: &str) {
+    // Both at once: each waits for nginx's flight to go quiet.
+    let (nginx_addr, copy) = (s.nginx.tls_addr, hello.to_vec());
+    let direct = std::thread::spawn(move || exchange(nginx_addr, &copy, false).0);
     let (via, _) = exchange(s.feint.addr(), hello, false);
-    let (direct, _) = exchange(s.nginx.tls_addr, hello, false);
+    let direct = direct.join().unwrap();
     let (via_records, via_rest) = record::structure(&via);
     let (direct_records, _) = record::structure(&direct);
     assert!(
