@@ -188,6 +188,20 @@ enum Transform<'a> {
     },
 }
 
+/// What `append_client` did.
+enum Appended {
+    /// `len` new bytes at `start` of buffer `id`.
+    Bytes {
+        id: BufferId,
+        start: usize,
+        len: usize,
+    },
+    /// Nothing to read now, for the reason the step gives.
+    Wait(Step),
+    /// The client sent FIN.
+    Closed,
+}
+
 enum Step {
     Progress,
     Idle,
@@ -611,54 +625,75 @@ impl Session {
         )
     }
 
-    fn read_hello(&mut self, slot: u32, ctx: &mut Context) -> Result<Step, End> {
+    /// One read from the client onto the end of the `up` buffer, in the handshake phases.
+    /// The buffer is taken from the pool on the first byte and given back if nothing came.
+    fn append_client(&mut self, ctx: &mut Context) -> Result<Appended, End> {
         if !self.client_readable {
-            return Ok(Step::Idle);
+            return Ok(Appended::Wait(Step::Idle));
         }
         let Some(client) = self.client.as_mut() else {
             return Err(End::Internal);
         };
+        let hello = self.phase == Phase::AwaitHello;
         let id = match self.up.buffer {
             Some(id) => id,
-            None if ctx.hello_buffers >= ctx.max_hello_buffers => return Ok(Step::HelloCapped),
+            None if hello && ctx.hello_buffers >= ctx.max_hello_buffers => {
+                return Ok(Appended::Wait(Step::HelloCapped))
+            }
             None => match ctx.pool.take() {
                 Some(id) => {
                     self.up.buffer = Some(id);
-                    ctx.hello_buffers += 1;
+                    if hello {
+                        ctx.hello_buffers += 1;
+                    }
                     id
                 }
-                None => return Ok(Step::NeedBuffer),
+                None => return Ok(Appended::Wait(Step::NeedBuffer)),
             },
         };
         let end = self.up.end as usize;
-        let buf = ctx.pool.get(id);
-        let room = &mut buf[end..];
+        let room = &mut ctx.pool.get(id)[end..];
         let room_len = room.len();
         match socket::read(client, room) {
             Outcome::Progress(n) => {
                 if n < room_len && !self.client_hung_up {
                     self.client_readable = false;
                 }
-                self.up.end += n as u16;
+                Ok(Appended::Bytes {
+                    id,
+                    start: end,
+                    len: n,
+                })
             }
             Outcome::WouldBlock => {
                 self.client_readable = false;
                 if end == 0 {
+                    self.leave_hello(ctx);
                     self.up.release(&mut ctx.pool);
-                    ctx.hello_buffers -= 1;
                 }
-                return Ok(Step::Idle);
+                Ok(Appended::Wait(Step::Idle))
             }
-            Outcome::Closed if end == 0 => return Err(End::ClientLeft),
-            Outcome::Closed => {
+            Outcome::Closed => Ok(Appended::Closed),
+            Outcome::Failed => Err(End::Failed(Side::Client)),
+        }
+    }
+
+    fn read_hello(&mut self, slot: u32, ctx: &mut Context) -> Result<Step, End> {
+        let id = match self.append_client(ctx)? {
+            Appended::Wait(step) => return Ok(step),
+            Appended::Closed if self.up.end == 0 => return Err(End::ClientLeft),
+            Appended::Closed => {
                 // A half-close inside the hello: front what came, then pass the FIN on.
                 self.up.source_closed = true;
                 return self
                     .front(slot, ctx, Rejection::Truncated)
                     .map(|()| Step::Idle);
             }
-            Outcome::Failed => return Err(End::Failed(Side::Client)),
-        }
+            Appended::Bytes { id, len, .. } => {
+                self.up.end += len as u16;
+                id
+            }
+        };
         let end = self.up.end as usize;
         let buf = ctx.pool.get(id);
         match hello::assemble(&buf[..end], &mut ctx.scratch) {
@@ -754,47 +789,18 @@ impl Session {
     }
 
     fn read_obfs2(&mut self, slot: u32, ctx: &mut Context) -> Result<Step, End> {
-        if !self.client_readable {
-            return Ok(Step::Idle);
-        }
-        let Some(client) = self.client.as_mut() else {
-            return Err(End::Internal);
-        };
-        let id = match self.up.buffer {
-            Some(id) => id,
-            None => match ctx.pool.take() {
-                Some(id) => {
-                    self.up.buffer = Some(id);
-                    id
-                }
-                None => return Ok(Step::NeedBuffer),
-            },
-        };
-        let end = self.up.end as usize;
-        let buf = ctx.pool.get(id);
-        let room = &mut buf[end..];
-        let room_len = room.len();
-        match socket::read(client, room) {
-            Outcome::Progress(n) => {
-                if n < room_len && !self.client_hung_up {
-                    self.client_readable = false;
-                }
+        let id = match self.append_client(ctx)? {
+            Appended::Wait(step) => return Ok(step),
+            Appended::Closed => return Err(End::ClientLeft),
+            Appended::Bytes { id, start, len } => {
                 let payload = self
                     .deframer
-                    .deframe(&mut buf[end..end + n])
+                    .deframe(&mut ctx.pool.get(id)[start..start + len])
                     .map_err(End::BadRecord)?;
                 self.up.end += payload as u16;
+                id
             }
-            Outcome::WouldBlock => {
-                self.client_readable = false;
-                if end == 0 {
-                    self.up.release(&mut ctx.pool);
-                }
-                return Ok(Step::Idle);
-            }
-            Outcome::Closed => return Err(End::ClientLeft),
-            Outcome::Failed => return Err(End::Failed(Side::Client)),
-        }
+        };
         if (self.up.end as usize) < FRAME_LEN {
             return Ok(Step::Progress);
         }
