@@ -287,6 +287,22 @@ fn every_rejected_input_reaches_the_front_unchanged() {
         ("replay", valid.clone()),
         ("truncated", valid[..valid.len() / 2].to_vec()),
         ("record header only", valid[..5].to_vec()),
+        ("record over 16384 bytes", {
+            let mut v = vec![0x16, 0x03, 0x01, 0x40, 0x01];
+            v.extend(random_bytes(300));
+            v
+        }),
+        ("record under 100 bytes", {
+            let mut v = vec![0x16, 0x03, 0x01, 0x00, 0x10];
+            v.extend(random_bytes(16));
+            v
+        }),
+        ("not a ClientHello, signed", {
+            let mut v = build(ClientOptions::default());
+            v[5] = 0x02;
+            hello::sign(&mut v, &secret.key, unix_now());
+            v
+        }),
         ("hello and trailing junk", {
             let mut v = build(ClientOptions {
                 corrupt_digest: true,
