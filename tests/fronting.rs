@@ -57,8 +57,11 @@ fn exchange(addr: SocketAddr, bytes: &[u8], half_close: bool) -> (Vec<u8>, Endin
 /// a TLS flight with the same record structure as the direct one, whose server random does not
 /// verify as a FakeTLS reply for our key.
 fn assert_fronted_hello(s: &Setup, hello: &[u8], case: &str) {
+    // Both at once: each waits for nginx's flight to go quiet.
+    let (nginx_addr, copy) = (s.nginx.tls_addr, hello.to_vec());
+    let direct = std::thread::spawn(move || exchange(nginx_addr, &copy, false).0);
     let (via, _) = exchange(s.feint.addr(), hello, false);
-    let (direct, _) = exchange(s.nginx.tls_addr, hello, false);
+    let direct = direct.join().unwrap();
     let (via_records, via_rest) = record::structure(&via);
     let (direct_records, _) = record::structure(&direct);
     assert!(
@@ -284,6 +287,22 @@ fn every_rejected_input_reaches_the_front_unchanged() {
         ("replay", valid.clone()),
         ("truncated", valid[..valid.len() / 2].to_vec()),
         ("record header only", valid[..5].to_vec()),
+        ("record over 16384 bytes", {
+            let mut v = vec![0x16, 0x03, 0x01, 0x40, 0x01];
+            v.extend(random_bytes(300));
+            v
+        }),
+        ("record under 100 bytes", {
+            let mut v = vec![0x16, 0x03, 0x01, 0x00, 0x10];
+            v.extend(random_bytes(16));
+            v
+        }),
+        ("not a ClientHello, signed", {
+            let mut v = build(ClientOptions::default());
+            v[5] = 0x02;
+            hello::sign(&mut v, &secret.key, unix_now());
+            v
+        }),
         ("hello and trailing junk", {
             let mut v = build(ClientOptions {
                 corrupt_digest: true,
@@ -308,4 +327,36 @@ fn every_rejected_input_reaches_the_front_unchanged() {
             "{case}: the front got different bytes"
         );
     }
+}
+
+/// A 3 MiB download over TLS through the fronting relay arrives as nginx sends it directly.
+#[test]
+fn large_download_through_the_front_is_intact() {
+    let s = setup(&[]);
+    let request = tls::get_path_request(DOMAIN, "/big.bin");
+    let via = tls::request(s.feint.addr(), DOMAIN, &request, WAIT)
+        .unwrap_or_else(|e| panic!("{e}\nfeint:\n{}", s.feint.output()));
+    assert!(via.ends_with(&s.nginx.big), "{} bytes", via.len());
+    let direct = tls::request(s.nginx.tls_addr, DOMAIN, &request, WAIT).unwrap();
+    assert_eq!(mask_date(&via), mask_date(&direct));
+}
+
+/// A 4 MiB upload through the fronting relay reaches the front byte for byte.
+#[test]
+fn large_upload_through_the_front_is_intact() {
+    let secret = Secret::random(DOMAIN);
+    let front = RecordingFront::start(FrontMode::Record).unwrap();
+    let args = ["--front".to_string(), front.addr().to_string()];
+    let feint = Feint::start(bin(), &secret, &args).unwrap();
+    let mut upload = random_bytes(4 << 20);
+    upload[0] = 0x00;
+    let mut stream = client::connect(feint.addr(), WAIT).unwrap();
+    stream.write_all(&upload).unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let conns = front.wait_until(Duration::from_secs(30), |c| {
+        c.len() == 1 && c[0].peer_closed
+    });
+    assert_eq!(conns.len(), 1, "feint:\n{}", feint.output());
+    assert_eq!(conns[0].received.len(), upload.len());
+    assert!(conns[0].received == upload, "the front got different bytes");
 }

@@ -400,3 +400,31 @@ fn sigterm_stops_feint() {
         feint.output()
     );
 }
+
+/// With the front unreachable, a fronted connection is closed and feint carries on.
+#[test]
+fn unreachable_front_closes_the_connection_and_survives() {
+    let secret = Secret::random(DOMAIN);
+    let dc = FakeDc::start(DcMode::Echo).unwrap();
+    let args = [
+        "--front".to_string(),
+        feint::NOWHERE.to_string(),
+        "--dc".to_string(),
+        format!("2={}", dc.addr()),
+    ];
+    let feint = Feint::start(bin(), &secret, &args).unwrap();
+    for _ in 0..20 {
+        let (answer, ending) =
+            wire::exchange(feint.addr(), b"GET / HTTP/1.1\r\n\r\n", false, WAIT, WAIT).unwrap();
+        assert!(answer.is_empty());
+        assert!(
+            matches!(ending, Ending::Eof | Ending::Reset),
+            "{ending:?}\n{}",
+            feint.output()
+        );
+    }
+    let mut c = FakeTlsClient::connect(feint.addr(), &secret, &ClientOptions::default()).unwrap();
+    let data = frame_padded(b"still here");
+    c.send(&data).unwrap();
+    assert_eq!(c.recv_exact(data.len()).unwrap(), data);
+}

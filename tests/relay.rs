@@ -10,7 +10,7 @@ use std::time::Duration;
 use feint_testkit::crypto::random_bytes;
 use feint_testkit::dc::{self, DcMode};
 use feint_testkit::front::FrontMode;
-use feint_testkit::obfs2::{frame_padded, TAG_PADDED_INTERMEDIATE};
+use feint_testkit::obfs2::{self, frame_padded, TAG_PADDED_INTERMEDIATE};
 use feint_testkit::{
     client, feint, unix_now, ClientOptions, FakeDc, FakeTlsClient, Feint, HelloShape,
     RecordingFront, Secret,
@@ -262,4 +262,194 @@ fn stale_captured_tdlib_connection_is_fronted_unchanged() {
         "the front got different bytes"
     );
     assert!(dc.connections().is_empty());
+}
+
+/// The reply is ServerHello + CCS + one ApplicationData record (read and HMAC-checked by the
+/// client), echoes the session id, picks a TLS 1.3 suite, and is followed by silence until the
+/// client speaks: Android HMACs every byte it has received (PROTOCOL.md §3.2).
+#[test]
+fn reply_is_one_flight_then_silence() {
+    let s = setup(IpAddr::V4(Ipv4Addr::LOCALHOST), &[]);
+    for shape in [HelloShape::Classic, HelloShape::Modern] {
+        let options = ClientOptions {
+            shape,
+            ..ClientOptions::default()
+        };
+        let c = FakeTlsClient::connect(s.feint.addr(), &s.secret, &options).unwrap();
+        let (hello, reply) = (&c.hello, &c.reply);
+        assert_eq!(reply[..3], [0x16, 0x03, 0x03]);
+        assert_eq!(reply[5], 0x02, "ServerHello");
+        assert_eq!(reply[43], 0x20);
+        assert_eq!(reply[44..76], hello[44..76], "session id echoed");
+        let suite = [reply[76], reply[77]];
+        assert!(
+            [[0x13, 0x01], [0x13, 0x02], [0x13, 0x03]].contains(&suite),
+            "suite {suite:02x?}"
+        );
+        let (_writer, mut reader) = c.split();
+        let mut byte = [0u8; 1];
+        let quiet = reader.read_raw_with_timeout(&mut byte, Duration::from_millis(500));
+        assert!(quiet.is_err(), "feint sent more after its reply: {quiet:?}");
+    }
+}
+
+#[test]
+fn hellos_inside_the_skew_window_are_served() {
+    let s = setup(IpAddr::V4(Ipv4Addr::LOCALHOST), &["--time-skew", "2m"]);
+    for offset in [-100i64, 100] {
+        let options = ClientOptions {
+            time: Some((i64::from(unix_now()) + offset) as u32),
+            ..ClientOptions::default()
+        };
+        round_trip(&s, &options, 100);
+    }
+}
+
+#[test]
+fn every_bound_address_serves() {
+    let second = if TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).is_ok() {
+        "[::1]:0"
+    } else {
+        "127.0.0.1:0"
+    };
+    let s = setup(IpAddr::V4(Ipv4Addr::LOCALHOST), &["--bind", second]);
+    assert_eq!(s.feint.addrs().len(), 2, "{}", s.feint.output());
+    for &addr in s.feint.addrs() {
+        let mut c = FakeTlsClient::connect(addr, &s.secret, &ClientOptions::default())
+            .unwrap_or_else(|e| panic!("{addr}: {e}"));
+        let data = frame_padded(b"hello");
+        c.send(&data).unwrap();
+        assert_eq!(c.recv_exact(data.len()).unwrap(), data, "{addr}");
+    }
+}
+
+/// After the ServerHello, fronting is no longer possible: a wrong obfs2 tag or a DC feint has no
+/// route for closes the connection, and no DC or front is contacted.
+#[test]
+fn wrong_tag_or_unknown_dc_after_the_reply_closes() {
+    let s = setup(IpAddr::V4(Ipv4Addr::LOCALHOST), &[]);
+    let cases = [
+        ("tag ee (intermediate)", obfs2::TAG_INTERMEDIATE, 2),
+        ("tag ef (abridged)", obfs2::TAG_ABRIDGED, 2),
+        ("DC 7", TAG_PADDED_INTERMEDIATE, 7),
+        ("DC -7", TAG_PADDED_INTERMEDIATE, -7),
+    ];
+    for (case, tag, dc) in cases {
+        let options = ClientOptions {
+            tag,
+            dc,
+            ..ClientOptions::default()
+        };
+        let mut c = FakeTlsClient::connect(s.feint.addr(), &s.secret, &options).unwrap();
+        c.send(&frame_padded(b"first packet")).unwrap();
+        let end = c.recv_to_eof(1 << 16);
+        let closed = match &end {
+            Ok(rest) => rest.is_empty(),
+            Err(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+            ),
+        };
+        assert!(closed, "{case}: expected a close, got {end:?}");
+    }
+    for (i, dc) in s.dcs.iter().enumerate() {
+        assert!(dc.connections().is_empty(), "DC {} was contacted", i + 1);
+    }
+    assert!(
+        s.front.connections().is_empty(),
+        "fronted after the ServerHello"
+    );
+}
+
+/// A 1.7 KB hello does not fit one segment on a real path (PROTOCOL.md §2.6): written in
+/// pieces of 100 bytes (and of 1 byte for the record header), it is still served.
+#[test]
+fn hello_written_in_pieces_is_served() {
+    let s = setup(IpAddr::V4(Ipv4Addr::LOCALHOST), &[]);
+    let options = ClientOptions::default();
+    let hello = options.hello(&s.secret);
+    let mut stream = client::connect(s.feint.addr(), WAIT).unwrap();
+    for piece in hello[..5].chunks(1).chain(hello[5..].chunks(100)) {
+        stream.write_all(piece).unwrap();
+    }
+    let reply = feint_testkit::reply::read(&mut stream).unwrap();
+    assert!(feint_testkit::reply::verify(
+        &reply,
+        &feint_testkit::hello::client_random(&hello),
+        &s.secret.key
+    ));
+}
+
+/// Records and the obfs2 header cut at every boundary a client may produce: 7-byte records,
+/// written 3 bytes at a time, so record headers and the 64-byte header span reads.
+#[test]
+fn records_and_header_split_across_reads_round_trip() {
+    let s = setup(IpAddr::V4(Ipv4Addr::LOCALHOST), &[]);
+    let c = FakeTlsClient::connect(s.feint.addr(), &s.secret, &ClientOptions::default()).unwrap();
+    let (mut writer, mut reader) = c.split();
+    let data = frame_padded(&random_bytes(3000));
+    writer.send_fragmented(&data, 7, 3).unwrap();
+    assert_eq!(reader.recv_exact(data.len()).unwrap(), data);
+    let more = frame_padded(&random_bytes(20_000));
+    writer.send_fragmented(&more, 2878, 1000).unwrap();
+    assert_eq!(reader.recv_exact(more.len()).unwrap(), more);
+}
+
+/// Thirty-two clients at once, 256 KB each way, all intact.
+#[test]
+fn many_clients_at_once_round_trip() {
+    let s = setup(IpAddr::V4(Ipv4Addr::LOCALHOST), &[]);
+    let addr = s.feint.addr();
+    let clients: Vec<_> = (0..32)
+        .map(|i| {
+            let secret = s.secret.clone();
+            thread::spawn(move || {
+                let options = ClientOptions {
+                    dc: [1, 2, 3, 4, 5, -1, -2, -3][i % 8],
+                    shape: if i % 2 == 0 {
+                        HelloShape::Classic
+                    } else {
+                        HelloShape::Modern
+                    },
+                    timeout: Duration::from_secs(30),
+                    ..ClientOptions::default()
+                };
+                let c = FakeTlsClient::connect(addr, &secret, &options)?;
+                let (mut writer, mut reader) = c.split();
+                let data = frame_padded(&random_bytes(256 * 1024));
+                let sent = data.clone();
+                let w = thread::spawn(move || {
+                    for chunk in sent.chunks(10_000) {
+                        writer.send(chunk)?;
+                    }
+                    Ok::<_, std::io::Error>(writer)
+                });
+                let back = reader.recv_exact(data.len())?;
+                w.join().expect("writer thread")?;
+                Ok::<_, std::io::Error>(back == data)
+            })
+        })
+        .collect();
+    for (i, c) in clients.into_iter().enumerate() {
+        let intact = c.join().unwrap().unwrap_or_else(|e| {
+            panic!("client {i}: {e}\nfeint:\n{}", s.feint.output());
+        });
+        assert!(intact, "client {i}: echo differs");
+    }
+}
+
+/// `--idle-timeout` counts time without traffic, not the relay's age: a relay that trickles
+/// data more often than the timeout outlives it several times over.
+#[test]
+fn idle_timeout_spares_a_relay_with_traffic() {
+    let s = setup(IpAddr::V4(Ipv4Addr::LOCALHOST), &["--idle-timeout", "1s"]);
+    let mut c =
+        FakeTlsClient::connect(s.feint.addr(), &s.secret, &ClientOptions::default()).unwrap();
+    // Pacing, not synchronization: 10 exchanges 300 ms apart span three idle timeouts.
+    for i in 0..10u8 {
+        let data = frame_padded(&[i; 16]);
+        c.send(&data).unwrap();
+        assert_eq!(c.recv_exact(data.len()).unwrap(), data, "exchange {i}");
+        thread::sleep(Duration::from_millis(300));
+    }
 }

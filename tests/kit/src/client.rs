@@ -180,6 +180,31 @@ impl ClientWriter {
         self.stream.write_all(&out)
     }
 
+    /// As [`ClientWriter::send`], but in records of at most `record_max` bytes, each record
+    /// written to the socket in pieces of at most `write_max` bytes: exercises a server's
+    /// record parser across record and read boundaries.
+    pub fn send_fragmented(
+        &mut self,
+        data: &[u8],
+        record_max: usize,
+        write_max: usize,
+    ) -> io::Result<()> {
+        let mut encrypted = data.to_vec();
+        self.cipher.apply(&mut encrypted);
+        let mut out = Vec::new();
+        let mut payload = Vec::new();
+        if let Some(pending) = self.pending.take() {
+            out.extend_from_slice(&pending[..CCS.len()]);
+            payload.extend_from_slice(&pending[CCS.len()..]);
+        }
+        payload.extend_from_slice(&encrypted);
+        out.extend_from_slice(&record::frame_app_data(&payload, record_max));
+        for piece in out.chunks(write_max) {
+            self.stream.write_all(piece)?;
+        }
+        Ok(())
+    }
+
     /// Sends the CCS and the obfs2 header now, in a record of their own.
     pub fn flush_header(&mut self) -> io::Result<()> {
         self.send(&[])
@@ -249,5 +274,18 @@ impl ClientReader {
     /// Reads raw bytes, bypassing deframing.
     pub fn read_raw(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.stream.read(buf)
+    }
+
+    /// As [`ClientReader::read_raw`], with a read timeout of `timeout` for this call only.
+    pub fn read_raw_with_timeout(
+        &mut self,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> io::Result<usize> {
+        let previous = self.stream.read_timeout()?;
+        self.stream.set_read_timeout(Some(timeout))?;
+        let result = self.stream.read(buf);
+        self.stream.set_read_timeout(previous)?;
+        result
     }
 }

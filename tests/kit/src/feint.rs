@@ -60,6 +60,27 @@ fn collect(pipe: impl Read + Send + 'static, tag: &'static str, output: Arc<Outp
     });
 }
 
+/// A closed loopback port: whatever feint dials there is refused at once.
+pub const NOWHERE: &str = "127.0.0.1:9";
+
+/// `--front` and `--dc N=` flags pointing at [`NOWHERE`] for whatever `args` leaves to feint's
+/// defaults, so a test never makes feint resolve the secret's domain or dial Telegram.
+fn loopback_defaults(args: &[String]) -> Vec<String> {
+    let mut extra = Vec::new();
+    if !args.iter().any(|a| a == "--front") {
+        extra.extend(["--front".to_string(), NOWHERE.to_string()]);
+    }
+    for dc in 1..=5 {
+        let routed = args
+            .windows(2)
+            .any(|w| w[0] == "--dc" && w[1].starts_with(&format!("{dc}=")));
+        if !routed {
+            extra.extend(["--dc".to_string(), format!("{dc}={NOWHERE}")]);
+        }
+    }
+    extra
+}
+
 /// Parses `listening on ADDR` (anything after the address is ignored).
 fn listening_addr(line: &str) -> Option<SocketAddr> {
     let rest = line.split("listening on ").nth(1)?;
@@ -67,14 +88,16 @@ fn listening_addr(line: &str) -> Option<SocketAddr> {
 }
 
 impl Feint {
-    /// Starts `bin run ARGS SECRET`, adding `--bind 127.0.0.1:0` unless ARGS has a `--bind`,
-    /// and waits until it has printed one `listening on` line per bind.
+    /// Starts `bin run ARGS SECRET`, adding `--bind 127.0.0.1:0` unless ARGS has a `--bind`
+    /// and loopback defaults for `--front` and `--dc` (see [`NOWHERE`]), and waits until it has
+    /// printed one `listening on` line per bind.
     pub fn start(bin: impl AsRef<Path>, secret: &Secret, args: &[String]) -> io::Result<Feint> {
         let mut argv = vec!["run".to_string()];
         if !args.iter().any(|a| a == "--bind") {
             argv.extend(["--bind".to_string(), "127.0.0.1:0".to_string()]);
         }
         argv.extend(args.iter().cloned());
+        argv.extend(loopback_defaults(args));
         argv.push(secret.to_hex());
         let binds = argv.iter().filter(|a| *a == "--bind").count();
 

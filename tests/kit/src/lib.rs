@@ -25,7 +25,7 @@ pub use hello::{HelloShape, HelloSpec};
 pub use nginx::Nginx;
 pub use secret::Secret;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The current unix time in seconds, as a FakeTLS hello carries it.
 pub fn unix_now() -> u32 {
@@ -33,9 +33,4 @@ pub fn unix_now() -> u32 {
         .duration_since(UNIX_EPOCH)
         .expect("the clock is after 1970");
     u32::try_from(since.as_secs()).expect("unix time fits in 32 bits until 2106")
-}
-
-/// A deadline for bounded waits in tests.
-pub fn deadline(after: Duration) -> std::time::Instant {
-    std::time::Instant::now() + after
 }

@@ -18,6 +18,8 @@ pub struct Nginx {
     pub domain: String,
     /// The body of `/`.
     pub index: Vec<u8>,
+    /// The body of `/big.bin`: 3 MiB of random bytes, for relays under backpressure.
+    pub big: Vec<u8>,
     child: Child,
     dir: TempDir,
 }
@@ -66,6 +68,8 @@ impl Nginx {
         fs::create_dir_all(d.join("tmp"))?;
         let index = index_page(domain);
         fs::write(d.join("html/index.html"), &index)?;
+        let big = crate::crypto::random_bytes(3 << 20);
+        fs::write(d.join("html/big.bin"), &big)?;
         // RSA, not ECDSA: an RSA-PSS signature always has the key's length, while a DER ECDSA
         // signature varies by a byte or two, and the fronting tests compare the record lengths
         // of two TLS answers.
@@ -114,6 +118,7 @@ impl Nginx {
                     http_addr,
                     domain: domain.to_string(),
                     index,
+                    big,
                     child,
                     dir,
                 });

@@ -89,5 +89,10 @@ pub fn request(
 
 /// `GET / HTTP/1.1` for `host`, closing after the answer.
 pub fn get_request(host: &str) -> Vec<u8> {
-    format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").into_bytes()
+    get_path_request(host, "/")
+}
+
+/// `GET PATH HTTP/1.1` for `host`, closing after the answer.
+pub fn get_path_request(host: &str, path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").into_bytes()
 }
