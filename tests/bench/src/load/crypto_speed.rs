@@ -1,5 +1,5 @@
-//! In-process speed of the crypto a proxy pays for, on this CPU: AES-256-CTR from the aes 0.8 +
-//! ctr 0.9 crates (Ctr128BE<Aes256>) as a long-lived cipher, the same through feint's own
+//! In-process speed of the crypto a proxy pays for, on this CPU: AES-256-CTR from the aes 0.9 +
+//! ctr 0.10 crates (Ctr128BE<Aes256>) as a long-lived cipher, the same through feint's own
 //! `CtrState` (key schedule expanded per call, here per 16 KiB), and feint's x25519 key share,
 //! which every FakeTLS handshake computes once.
 
