@@ -485,36 +485,13 @@ impl<'a> Iterator for Extensions<'a> {
 mod tests {
     use super::*;
     use crate::proto::replay::ReplayFilter;
+    use crate::proto::testdata::{
+        hex, Capture, KEY, TDLIB_CAPTURES, TDLIB_DOMAIN, TDLIB_HELLO_LEN,
+    };
     use sha2::Digest;
 
-    const KEY: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
     const T: u32 = 1_700_000_000;
     const WINDOW: Duration = Duration::from_secs(120);
-
-    const TDLIB_HELLO_LEN: usize = 1731;
-    const TDLIB_DOMAIN: &[u8] = b"www.example.com";
-    /// The captures and the timestamp in each hello's digest (fixture README).
-    const TDLIB: [(&[u8], u32); 3] = [
-        (
-            include_bytes!("../../tests/fixtures/tdlib-1.8.69/client-to-proxy-003.bin"),
-            1_795_691_477,
-        ),
-        (
-            include_bytes!("../../tests/fixtures/tdlib-1.8.69/client-to-proxy-004.bin"),
-            1_795_691_477,
-        ),
-        (
-            include_bytes!("../../tests/fixtures/tdlib-1.8.69/client-to-proxy-006.bin"),
-            1_795_691_478,
-        ),
-    ];
-
-    fn hex(text: &str) -> Vec<u8> {
-        (0..text.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-            .collect()
-    }
 
     /// Fills in the client random as a client does (PROTOCOL.md §2.2).
     fn sign(record: &mut [u8], key: &[u8; 16], timestamp: u32) {
@@ -683,7 +660,12 @@ mod tests {
 
     #[test]
     fn accepts_each_tdlib_capture_at_its_timestamp() {
-        for (capture, timestamp) in TDLIB {
+        for Capture {
+            bytes: capture,
+            time: timestamp,
+            ..
+        } in TDLIB_CAPTURES
+        {
             let (assembly, mut out) = assemble_all(capture);
             let expected = Assembly::Complete {
                 consumed: TDLIB_HELLO_LEN,
@@ -706,7 +688,7 @@ mod tests {
 
     #[test]
     fn every_prefix_of_a_tdlib_hello_needs_more() {
-        let hello = &TDLIB[0].0[..TDLIB_HELLO_LEN];
+        let hello = &TDLIB_CAPTURES[0].bytes[..TDLIB_HELLO_LEN];
         let mut out = vec![0; MAX_ASSEMBLED_LEN];
         for end in 0..hello.len() {
             assert_eq!(

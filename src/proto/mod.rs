@@ -8,4 +8,6 @@ pub mod obfs2;
 pub mod record;
 pub mod replay;
 pub mod server_hello;
+#[cfg(test)]
+mod testdata;
 pub mod x25519;

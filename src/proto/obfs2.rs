@@ -157,15 +157,7 @@ fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
 mod tests {
     use super::*;
     use crate::proto::record::Deframer;
-
-    const KEY: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
-
-    fn hex(text: &str) -> Vec<u8> {
-        (0..text.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::proto::testdata::{hex, Capture, KEY, TDLIB_CAPTURES, TDLIB_HELLO_LEN};
 
     fn keystream(state: &mut CtrState, len: usize) -> Vec<u8> {
         let mut bytes = vec![0; len];
@@ -334,22 +326,11 @@ mod tests {
     /// The first 64 payload bytes after each capture's hello and CCS, and its DC (README).
     #[test]
     fn decodes_the_frame_of_each_tdlib_capture() {
-        let captures: [(&[u8], i16); 3] = [
-            (
-                include_bytes!("../../tests/fixtures/tdlib-1.8.69/client-to-proxy-003.bin"),
-                2,
-            ),
-            (
-                include_bytes!("../../tests/fixtures/tdlib-1.8.69/client-to-proxy-004.bin"),
-                3,
-            ),
-            (
-                include_bytes!("../../tests/fixtures/tdlib-1.8.69/client-to-proxy-006.bin"),
-                5,
-            ),
-        ];
-        for (capture, dc) in captures {
-            let mut records = capture[1731..].to_vec();
+        for Capture {
+            bytes: capture, dc, ..
+        } in TDLIB_CAPTURES
+        {
+            let mut records = capture[TDLIB_HELLO_LEN..].to_vec();
             assert_eq!(records[..6], [0x14, 0x03, 0x03, 0x00, 0x01, 0x01]);
             let len = Deframer::new().deframe(&mut records).unwrap();
             let payload = &records[..len];

@@ -91,18 +91,10 @@ pub fn emit(
 mod tests {
     use super::*;
     use crate::proto::hello::{assemble, verify, Assembly, MAX_ASSEMBLED_LEN};
+    use crate::proto::testdata::{hex, Capture, KEY, TDLIB_CAPTURES};
     use crate::proto::x25519;
     use sha2::{Digest, Sha256};
     use std::time::Duration;
-
-    const KEY: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
-
-    fn hex(text: &str) -> Vec<u8> {
-        (0..text.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-            .collect()
-    }
 
     /// What `verify` reads from the PROTOCOL.md §10 hello.
     fn reference_verified() -> Verified {
@@ -207,21 +199,13 @@ mod tests {
 
     #[test]
     fn answers_each_tdlib_capture_with_a_reply_it_accepts() {
-        let captures: [(&[u8], u64); 3] = [
-            (
-                include_bytes!("../../tests/fixtures/tdlib-1.8.69/client-to-proxy-003.bin"),
-                1_795_691_477,
-            ),
-            (
-                include_bytes!("../../tests/fixtures/tdlib-1.8.69/client-to-proxy-004.bin"),
-                1_795_691_477,
-            ),
-            (
-                include_bytes!("../../tests/fixtures/tdlib-1.8.69/client-to-proxy-006.bin"),
-                1_795_691_478,
-            ),
-        ];
-        for (capture, now) in captures {
+        for Capture {
+            bytes: capture,
+            time,
+            ..
+        } in TDLIB_CAPTURES
+        {
+            let now = u64::from(time);
             let mut record = vec![0; MAX_ASSEMBLED_LEN];
             let Assembly::Complete { len, .. } = assemble(capture, &mut record) else {
                 panic!("capture is not a hello");
