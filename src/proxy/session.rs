@@ -14,6 +14,7 @@
 use std::collections::VecDeque;
 use std::net::Shutdown;
 use std::sync::Arc;
+use std::time::Duration;
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
@@ -22,7 +23,7 @@ use super::buffer::{BufferId, BufferPool, BUF_LEN};
 use super::shared::Shared;
 use super::socket::{self, ConnectState, Outcome};
 use super::sys;
-use super::timer::TimerWheel;
+use super::timer::{TimerWheel, TICK};
 use crate::proto::cipher::CtrState;
 use crate::proto::hello::{self, Assembly, Rejection};
 use crate::proto::obfs2::{self, FRAME_LEN};
@@ -31,6 +32,10 @@ use crate::proto::{server_hello, x25519};
 
 /// Steps (one read or one write each) a session may take per wake-up before others get a turn.
 const STEP_BUDGET: usize = 64;
+/// How long one DC address may take to accept a connection before the next is tried (or the
+/// handshake timeout, if that is shorter).
+const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+const DIAL_TICKS: u64 = (DIAL_TIMEOUT.as_millis() / TICK.as_millis()) as u64;
 /// Tries at drawing a DC frame without a forbidden pattern; each try fails with p < 2^-7.
 const MAX_FRAME_DRAWS: usize = 32;
 
@@ -542,13 +547,20 @@ impl Session {
             Phase::Free | Phase::Fronting => Ok(()),
             Phase::AwaitHello => self.front(slot, ctx, Rejection::Timeout),
             Phase::AwaitObfs2 => Err(End::HandshakeTimeout),
-            Phase::Relay if !self.upstream_connected => Err(End::HandshakeTimeout),
-            Phase::Relay if ctx.now >= self.deadline => Err(End::IdleTimeout),
-            Phase::Relay => {
+            Phase::Relay if ctx.now < self.deadline => {
                 let deadline = self.deadline;
                 self.set_deadline(slot, ctx, deadline);
                 Ok(())
             }
+            Phase::Relay if !self.upstream_connected => {
+                // This DC address did not answer in time: try the next one.
+                if let Some(mut stream) = self.upstream.take() {
+                    let _ = ctx.registry.deregister(&mut stream);
+                }
+                self.attempt = self.attempt.saturating_add(1);
+                self.dial(slot, ctx)
+            }
+            Phase::Relay => Err(End::IdleTimeout),
         }
     }
 
@@ -879,6 +891,11 @@ impl Session {
                     self.upstream_readable = false;
                     self.upstream_writable = false;
                     self.upstream_hung_up = false;
+                    if self.phase == Phase::Relay {
+                        // Fronted connections get no deadline of ours, not even to connect.
+                        let ticks = ctx.handshake_ticks.min(DIAL_TICKS);
+                        self.set_deadline(slot, ctx, ctx.now + ticks);
+                    }
                     return Ok(());
                 }
                 Err(_) => self.attempt = self.attempt.saturating_add(1),

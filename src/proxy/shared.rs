@@ -136,3 +136,61 @@ impl Shared {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{self, Command};
+
+    fn shared(extra: &[&str]) -> Shared {
+        let mut args = vec!["run", "--front", "127.0.0.1:9"];
+        args.extend_from_slice(extra);
+        args.push("ee000102030405060708090a0b0c0d0e0f7777772e6578616d706c652e636f6d");
+        match cli::parse(lexopt::Parser::from_args(args)) {
+            Ok(Command::Run(config)) => Shared::new(&config),
+            _ => panic!("the test command line parses"),
+        }
+    }
+
+    fn addresses(shared: &Shared, dc: i16) -> Vec<SocketAddr> {
+        (0..16).map_while(|k| shared.dc_address(dc, k)).collect()
+    }
+
+    #[test]
+    fn dc_addresses_follow_prefer_ip_with_the_other_family_last() {
+        let v4_first = addresses(&shared(&[]), 2);
+        assert_eq!(
+            v4_first.len(),
+            3,
+            "DC 2 has two IPv4 addresses and one IPv6"
+        );
+        assert!(v4_first[..2].iter().all(SocketAddr::is_ipv4));
+        assert!(v4_first[2].is_ipv6());
+        let v6_first = addresses(&shared(&["--prefer-ip", "prefer-ipv6"]), 2);
+        assert!(v6_first[0].is_ipv6() && v6_first[1..].iter().all(SocketAddr::is_ipv4));
+        assert!(addresses(&shared(&["--prefer-ip", "only-ipv4"]), 4)
+            .iter()
+            .all(SocketAddr::is_ipv4));
+        assert!(addresses(&shared(&["--prefer-ip", "only-ipv6"]), 4)
+            .iter()
+            .all(SocketAddr::is_ipv6));
+        assert!(v4_first.iter().all(|a| a.port() == dc::DC_PORT));
+    }
+
+    #[test]
+    fn a_dc_route_serves_the_dc_and_its_media_dc_alone() {
+        let routed = shared(&["--dc", "3=127.0.0.1:4000"]);
+        let expected: SocketAddr = "127.0.0.1:4000".parse().expect("address");
+        assert_eq!(addresses(&routed, 3), vec![expected]);
+        assert_eq!(addresses(&routed, -3), vec![expected]);
+        assert_ne!(addresses(&routed, 2), vec![expected]);
+    }
+
+    #[test]
+    fn unknown_dcs_have_no_address() {
+        let shared = shared(&[]);
+        for dc in [0, 6, -6, 10_002, i16::MIN] {
+            assert!(shared.dc_address(dc, 0).is_none(), "DC {dc}");
+        }
+    }
+}
