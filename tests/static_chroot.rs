@@ -40,7 +40,20 @@ impl Jail {
         let jail = Jail { root };
         // Nothing else is inside, so `--version` succeeding shows the binary needs no loader,
         // libc or /etc; a refused chroot means we are not root.
-        let probe = jail.command(&["--version"]).output();
+        // Another test thread may fork while the copy's write descriptor is open; until its
+        // child execs, running the copy fails with ETXTBSY. Bounded retries ride that out.
+        let mut probe = jail.command(&["--version"]).output();
+        for _ in 0..20 {
+            match &probe {
+                Ok(output)
+                    if String::from_utf8_lossy(&output.stderr).contains("Text file busy") =>
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                    probe = jail.command(&["--version"]).output();
+                }
+                _ => break,
+            }
+        }
         match probe {
             Ok(output) if output.status.success() => Some(jail),
             Ok(output)
