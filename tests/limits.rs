@@ -389,6 +389,46 @@ fn port_in_use_exits_1_with_an_os_error() {
     assert!(output.to_lowercase().contains("in use"), "{output}");
 }
 
+/// A front that is feint's own listening address would make fronting recurse (PROTOCOL.md §9
+/// item 13): feint says so at start and closes what it cannot front.
+#[test]
+fn front_pointing_at_feint_itself_is_refused() {
+    let probe = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let addr = probe.local_addr().unwrap().to_string();
+    drop(probe);
+    let secret = Secret::random(DOMAIN);
+    let args = [
+        "--bind".to_string(),
+        addr.clone(),
+        "--front".to_string(),
+        addr,
+        "--threads".to_string(),
+        "1".to_string(),
+    ];
+    let feint = Feint::start(bin(), &secret, &args).unwrap();
+    let deadline = Instant::now() + WAIT;
+    while !feint.output().contains("resolves to this proxy") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        feint.output().contains("resolves to this proxy"),
+        "{}",
+        feint.output()
+    );
+    let mut junk = client::connect(feint.addr(), WAIT).unwrap();
+    junk.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    let (bytes, ending) = wire::read_until_quiet(&mut junk, Duration::from_secs(2), WAIT);
+    assert!(bytes.is_empty(), "no answer from a loop");
+    assert_ne!(ending, Ending::Quiet, "closed, not left hanging");
+    // Still one listener's worth of connections, not a cascade of self-connections.
+    let mut after = client::connect(feint.addr(), WAIT).unwrap();
+    after.write_all(&[0x00]).unwrap();
+    assert_ne!(
+        wire::read_until_quiet(&mut after, Duration::from_secs(2), WAIT).1,
+        Ending::Quiet
+    );
+}
+
 #[test]
 fn sigterm_stops_feint() {
     let s = setup(DcMode::Echo, FrontMode::Record, &[]);

@@ -21,8 +21,9 @@ use shared::{FrontAddresses, Shared, MAX_FRONT_ADDRESSES};
 
 pub use buffer::BUF_LEN;
 
-/// How often the front's host name is resolved again.
+/// How often the front's host name is resolved again, and how soon after a failure.
 const FRONT_REFRESH: Duration = Duration::from_secs(300);
+const FRONT_RETRY: Duration = Duration::from_secs(10);
 
 /// Binds every listener, prints `listening on ADDR` per address and the links, and runs the
 /// event loops until SIGINT or SIGTERM. Errors are for bind failures and other startup faults.
@@ -59,20 +60,26 @@ pub fn run(config: Config) -> io::Result<()> {
     let shared = Arc::new(shared);
 
     print_links(&config, &bound);
-    let own_ports: Vec<u16> = bound.iter().map(|a| a.port()).collect();
-    shared.set_front_addresses(resolve_front(
-        &config.front.host,
-        config.front.port,
-        &own_ports,
-    ));
+    let mut front = FrontResolver {
+        host: config.front.host.clone(),
+        port: config.front.port,
+        own_ports: bound.iter().map(|a| a.port()).collect(),
+        failing: false,
+        warned_self: false,
+    };
+    shared.set_front_addresses(front.resolve());
     {
         let shared = Arc::clone(&shared);
-        let (host, port) = (config.front.host.clone(), config.front.port);
         thread::Builder::new()
             .name("feint-resolve".into())
             .spawn(move || loop {
-                thread::sleep(FRONT_REFRESH);
-                let addresses = resolve_front(&host, port, &own_ports);
+                thread::sleep(if front.failing {
+                    FRONT_RETRY
+                } else {
+                    FRONT_REFRESH
+                });
+                let addresses = front.resolve();
+                // Keep the last good addresses through a DNS failure.
                 if addresses[0].is_some() {
                     shared.set_front_addresses(addresses);
                 }
@@ -182,30 +189,65 @@ fn print_links(config: &Config, bound: &[SocketAddr]) {
     }
 }
 
-/// Resolves the front, leaving out addresses that are this proxy itself (a fronting loop).
-fn resolve_front(host: &str, port: u16, own_ports: &[u16]) -> FrontAddresses {
-    let mut addresses: FrontAddresses = [None; MAX_FRONT_ADDRESSES];
-    let resolved = match (host, port).to_socket_addrs() {
-        Ok(resolved) => resolved,
-        Err(e) => {
-            eprintln!("feint: cannot resolve the front {host}: {e}");
-            return addresses;
+/// Resolves the front's name, off the event loops, and says so once when that starts or stops
+/// working.
+struct FrontResolver {
+    host: String,
+    port: u16,
+    /// Our listening ports: an address of this machine on one of them is a fronting loop.
+    own_ports: Vec<u16>,
+    failing: bool,
+    warned_self: bool,
+}
+
+impl FrontResolver {
+    /// The front's addresses, leaving out any that are this proxy itself; none on failure.
+    fn resolve(&mut self) -> FrontAddresses {
+        let mut addresses: FrontAddresses = [None; MAX_FRONT_ADDRESSES];
+        let host = self.host.as_str();
+        let resolved = match (host, self.port).to_socket_addrs() {
+            Ok(resolved) => resolved,
+            Err(e) => {
+                if !self.failing {
+                    eprintln!(
+                        "feint: cannot resolve the front {host}: {e}; retrying every {}s",
+                        FRONT_RETRY.as_secs()
+                    );
+                }
+                self.failing = true;
+                return addresses;
+            }
+        };
+        let mut count = 0;
+        for address in resolved {
+            if is_self(address, &self.own_ports) {
+                if !self.warned_self {
+                    self.warned_self = true;
+                    eprintln!("feint: the front {host} resolves to this proxy ({address}); not fronting there");
+                }
+                continue;
+            }
+            if let Some(entry) = addresses.get_mut(count) {
+                *entry = Some(address);
+                count += 1;
+            }
         }
-    };
-    let mut count = 0;
-    for address in resolved {
-        if is_self(address, own_ports) {
-            eprintln!(
-                "feint: the front {host} resolves to this proxy ({address}); not fronting there"
-            );
-            continue;
+        if count == 0 {
+            if !self.failing {
+                eprintln!(
+                    "feint: the front {host} has no address to front to; retrying every {}s",
+                    FRONT_RETRY.as_secs()
+                );
+            }
+            self.failing = true;
+        } else {
+            if self.failing {
+                eprintln!("feint: the front {host} resolves again");
+            }
+            self.failing = false;
         }
-        if let Some(entry) = addresses.get_mut(count) {
-            *entry = Some(address);
-            count += 1;
-        }
+        addresses
     }
-    addresses
 }
 
 fn is_self(address: SocketAddr, own_ports: &[u16]) -> bool {
