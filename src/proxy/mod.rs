@@ -2,6 +2,7 @@
 
 mod buffer;
 mod event_loop;
+mod pipe;
 mod session;
 mod shared;
 mod socket;

@@ -12,7 +12,6 @@
 //! the front), `down` the other way. A pipe holds a pool buffer only while bytes are in flight.
 
 use std::collections::VecDeque;
-use std::net::Shutdown;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +19,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use super::buffer::{BufferId, BufferPool, BUF_LEN};
+use super::pipe::{step, write_pending, Endpoint, Pipe, Step, Transform};
 use super::shared::Shared;
 use super::socket::{self, ConnectState, Outcome};
 use super::sys;
@@ -27,7 +27,7 @@ use super::timer::{TimerWheel, TICK};
 use crate::proto::cipher::CtrState;
 use crate::proto::hello::{self, Assembly, Rejection};
 use crate::proto::obfs2::{self, FRAME_LEN};
-use crate::proto::record::{self, Deframer, RecordError, HEADER_LEN, MAX_PAYLOAD_LEN};
+use crate::proto::record::{Deframer, RecordError};
 use crate::proto::{server_hello, x25519};
 
 /// Steps (one read or one write each) a session may take per wake-up before others get a turn.
@@ -148,51 +148,6 @@ pub fn untoken(token: Token) -> (u32, u32, Side) {
     )
 }
 
-/// Bytes moving one way. `start..end` of the borrowed buffer is still to be written.
-#[derive(Default)]
-struct Pipe {
-    buffer: Option<BufferId>,
-    start: u16,
-    end: u16,
-    /// The source sent FIN.
-    source_closed: bool,
-    /// We sent FIN to the sink.
-    sink_shut: bool,
-    bytes: u64,
-}
-
-impl Pipe {
-    fn pending(&self) -> bool {
-        self.start < self.end
-    }
-
-    fn finished(&self) -> bool {
-        self.source_closed && self.sink_shut && !self.pending()
-    }
-
-    fn release(&mut self, pool: &mut BufferPool) {
-        if let Some(id) = self.buffer.take() {
-            pool.give(id);
-        }
-        self.start = 0;
-        self.end = 0;
-    }
-}
-
-/// What a pipe does to bytes between its read and its write.
-enum Transform<'a> {
-    Raw,
-    FromClient {
-        deframer: &'a mut Deframer,
-        decrypt: &'a mut CtrState,
-        encrypt: &'a mut CtrState,
-    },
-    ToClient {
-        decrypt: &'a mut CtrState,
-        encrypt: &'a mut CtrState,
-    },
-}
-
 /// What `append_client` did.
 enum Appended {
     /// `len` new bytes at `start` of buffer `id`.
@@ -205,135 +160,6 @@ enum Appended {
     Wait(Step),
     /// The client sent FIN.
     Closed,
-}
-
-enum Step {
-    Progress,
-    Idle,
-    NeedBuffer,
-    /// Handshakes hold their share of the pool already: wait for one to finish.
-    HelloCapped,
-}
-
-struct Endpoint<'a> {
-    stream: &'a mut TcpStream,
-    ready: &'a mut bool,
-    /// The peer's FIN has arrived (the event said so): read until the 0, short reads or not.
-    hung_up: bool,
-    side: Side,
-}
-
-/// One read or one write on a pipe.
-fn step(
-    pipe: &mut Pipe,
-    source: Endpoint<'_>,
-    sink: Endpoint<'_>,
-    pool: &mut BufferPool,
-    transform: Transform<'_>,
-) -> Result<Step, End> {
-    if pipe.pending() {
-        if !*sink.ready {
-            return Ok(Step::Idle);
-        }
-        let Some(id) = pipe.buffer else {
-            return Err(End::Internal);
-        };
-        let buf = pool.get(id);
-        let wanted = &buf[pipe.start as usize..pipe.end as usize];
-        return match socket::write(sink.stream, wanted) {
-            Outcome::Progress(n) => {
-                if n < wanted.len() {
-                    // The socket buffer is full; epoll reports the next edge when it drains.
-                    *sink.ready = false;
-                }
-                pipe.start += n as u16;
-                pipe.bytes += n as u64;
-                if !pipe.pending() {
-                    pipe.release(pool);
-                }
-                Ok(Step::Progress)
-            }
-            Outcome::WouldBlock => {
-                *sink.ready = false;
-                Ok(Step::Idle)
-            }
-            Outcome::Closed | Outcome::Failed => Err(End::Failed(sink.side)),
-        };
-    }
-    pipe.release(pool);
-    if pipe.source_closed {
-        if pipe.sink_shut {
-            return Ok(Step::Idle);
-        }
-        // Half-close passes through only once every byte before it has been written.
-        let _ = sink.stream.shutdown(Shutdown::Write);
-        pipe.sink_shut = true;
-        return Ok(Step::Progress);
-    }
-    if !*source.ready {
-        return Ok(Step::Idle);
-    }
-    let Some(id) = pool.take() else {
-        return Ok(Step::NeedBuffer);
-    };
-    pipe.buffer = Some(id);
-    let buf = pool.get(id);
-    let room = match transform {
-        Transform::ToClient { .. } => &mut buf[HEADER_LEN..HEADER_LEN + MAX_PAYLOAD_LEN],
-        _ => &mut buf[..],
-    };
-    let room_len = room.len();
-    match socket::read(source.stream, room) {
-        Outcome::Progress(n) => {
-            if n < room_len && !source.hung_up {
-                // A short read drained the socket; epoll reports the next arrival. Not so for a
-                // FIN that came with the data: that edge has passed, so read on to the 0.
-                *source.ready = false;
-            }
-            let (start, end) = match transform {
-                Transform::Raw => (0, n),
-                Transform::FromClient {
-                    deframer,
-                    decrypt,
-                    encrypt,
-                } => {
-                    let payload = deframer.deframe(&mut buf[..n]).map_err(End::BadRecord)?;
-                    decrypt.apply(&mut buf[..payload]);
-                    encrypt.apply(&mut buf[..payload]);
-                    (0, payload)
-                }
-                Transform::ToClient { decrypt, encrypt } => {
-                    let data = &mut buf[HEADER_LEN..HEADER_LEN + n];
-                    decrypt.apply(data);
-                    encrypt.apply(data);
-                    let mut header = [0; HEADER_LEN];
-                    record::write_application_data_header(&mut header, n as u16);
-                    buf[..HEADER_LEN].copy_from_slice(&header);
-                    (0, HEADER_LEN + n)
-                }
-            };
-            pipe.start = start as u16;
-            pipe.end = end as u16;
-            if !pipe.pending() {
-                pipe.release(pool);
-            }
-            Ok(Step::Progress)
-        }
-        Outcome::WouldBlock => {
-            *source.ready = false;
-            pipe.release(pool);
-            Ok(Step::Idle)
-        }
-        Outcome::Closed => {
-            pipe.source_closed = true;
-            pipe.release(pool);
-            Ok(Step::Progress)
-        }
-        Outcome::Failed => {
-            pipe.release(pool);
-            Err(End::Failed(source.side))
-        }
-    }
 }
 
 pub struct Session {
@@ -601,13 +427,18 @@ impl Session {
             return Err(End::Internal);
         };
         let Some(upstream) = self.upstream.as_mut() else {
-            if !self.down.pending() || !self.client_writable {
+            // No upstream yet: only our reply flight can be waiting to go out.
+            if !self.down.pending() {
                 return Ok(Step::Idle);
             }
-            return flush(
+            return write_pending(
                 &mut self.down,
-                client,
-                &mut self.client_writable,
+                Endpoint {
+                    stream: client,
+                    ready: &mut self.client_writable,
+                    hung_up: self.client_hung_up,
+                    side: Side::Client,
+                },
                 &mut ctx.pool,
             );
         };
@@ -928,37 +759,6 @@ impl Session {
                 self.dial(slot, ctx)
             }
         }
-    }
-}
-
-/// Writes pending bytes of a pipe that has no source yet (our reply flight).
-fn flush(
-    pipe: &mut Pipe,
-    sink: &mut TcpStream,
-    ready: &mut bool,
-    pool: &mut BufferPool,
-) -> Result<Step, End> {
-    let Some(id) = pipe.buffer else {
-        return Err(End::Internal);
-    };
-    let buf = pool.get(id);
-    let wanted = &buf[pipe.start as usize..pipe.end as usize];
-    match socket::write(sink, wanted) {
-        Outcome::Progress(n) => {
-            if n < wanted.len() {
-                *ready = false;
-            }
-            pipe.start += n as u16;
-            if !pipe.pending() {
-                pipe.release(pool);
-            }
-            Ok(Step::Progress)
-        }
-        Outcome::WouldBlock => {
-            *ready = false;
-            Ok(Step::Idle)
-        }
-        Outcome::Closed | Outcome::Failed => Err(End::Failed(Side::Client)),
     }
 }
 
