@@ -54,7 +54,7 @@ pub enum Side {
     Upstream,
 }
 
-/// Why a session ended; only for logs and counters.
+/// Why a session ended; only for the verbose log line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum End {
     /// Both directions finished.
