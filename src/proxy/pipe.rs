@@ -65,19 +65,40 @@ pub enum Step {
     HelloCapped,
 }
 
-pub struct Endpoint<'a> {
-    pub stream: &'a mut TcpStream,
-    pub ready: &'a mut bool,
-    /// The peer's FIN has arrived (the event said so): read until the 0, short reads or not.
-    pub hung_up: bool,
+/// One socket of a session and the readiness epoll last reported for it. Events are
+/// edge-triggered, so readiness is remembered until a read or write says WouldBlock.
+pub struct Peer {
+    pub stream: Option<TcpStream>,
     pub side: Side,
+    pub readable: bool,
+    pub writable: bool,
+    /// The peer's FIN has arrived (an event said so): read on to the 0, short reads or not.
+    pub hung_up: bool,
+}
+
+impl Peer {
+    pub fn new(side: Side) -> Self {
+        Peer {
+            stream: None,
+            side,
+            readable: false,
+            writable: false,
+            hung_up: false,
+        }
+    }
+
+    /// Takes a new socket, forgetting what was known of the last one.
+    pub fn attach(&mut self, stream: TcpStream) {
+        *self = Peer::new(self.side);
+        self.stream = Some(stream);
+    }
 }
 
 /// One read or one write on a pipe.
 pub fn step(
     pipe: &mut Pipe,
-    source: Endpoint<'_>,
-    sink: Endpoint<'_>,
+    source: &mut Peer,
+    sink: &mut Peer,
     pool: &mut BufferPool,
     transform: Transform<'_>,
 ) -> Result<Step, End> {
@@ -90,13 +111,18 @@ pub fn step(
             return Ok(Step::Idle);
         }
         // Half-close passes through only once every byte before it has been written.
-        let _ = sink.stream.shutdown(Shutdown::Write);
+        if let Some(stream) = sink.stream.as_ref() {
+            let _ = stream.shutdown(Shutdown::Write);
+        }
         pipe.sink_shut = true;
         return Ok(Step::Progress);
     }
-    if !*source.ready {
+    if !source.readable {
         return Ok(Step::Idle);
     }
+    let Some(stream) = source.stream.as_mut() else {
+        return Err(End::Internal);
+    };
     let Some(id) = pool.take() else {
         return Ok(Step::NeedBuffer);
     };
@@ -107,12 +133,12 @@ pub fn step(
         _ => &mut buf[..],
     };
     let room_len = room.len();
-    match socket::read(source.stream, room) {
+    match socket::read(stream, room) {
         Outcome::Progress(n) => {
             if n < room_len && !source.hung_up {
                 // A short read drained the socket; epoll reports the next arrival. Not so for a
                 // FIN that came with the data: that edge has passed, so read on to the 0.
-                *source.ready = false;
+                source.readable = false;
             }
             let (start, end) = match transform {
                 Transform::Raw => (0, n),
@@ -144,7 +170,7 @@ pub fn step(
             Ok(Step::Progress)
         }
         Outcome::WouldBlock => {
-            *source.ready = false;
+            source.readable = false;
             pipe.release(pool);
             Ok(Step::Idle)
         }
@@ -161,24 +187,23 @@ pub fn step(
 }
 
 /// One write of the bytes a pipe holds to its sink.
-pub fn write_pending(
-    pipe: &mut Pipe,
-    sink: Endpoint<'_>,
-    pool: &mut BufferPool,
-) -> Result<Step, End> {
-    if !*sink.ready {
+pub fn write_pending(pipe: &mut Pipe, sink: &mut Peer, pool: &mut BufferPool) -> Result<Step, End> {
+    if !sink.writable {
         return Ok(Step::Idle);
     }
+    let Some(stream) = sink.stream.as_mut() else {
+        return Err(End::Internal);
+    };
     let Some(id) = pipe.buffer else {
         return Err(End::Internal);
     };
     let buf = pool.get(id);
     let wanted = &buf[pipe.start as usize..pipe.end as usize];
-    match socket::write(sink.stream, wanted) {
+    match socket::write(stream, wanted) {
         Outcome::Progress(n) => {
             if n < wanted.len() {
                 // The socket buffer is full; epoll reports the next edge when it drains.
-                *sink.ready = false;
+                sink.writable = false;
             }
             pipe.start += n as u16;
             pipe.bytes += n as u64;
@@ -188,7 +213,7 @@ pub fn write_pending(
             Ok(Step::Progress)
         }
         Outcome::WouldBlock => {
-            *sink.ready = false;
+            sink.writable = false;
             Ok(Step::Idle)
         }
         Outcome::Closed | Outcome::Failed => Err(End::Failed(sink.side)),

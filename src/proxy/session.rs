@@ -19,7 +19,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use super::buffer::{BufferId, BufferPool, BUF_LEN};
-use super::pipe::{step, write_pending, Endpoint, Pipe, Step, Transform};
+use super::pipe::{step, write_pending, Peer, Pipe, Step, Transform};
 use super::shared::Shared;
 use super::socket::{self, ConnectState, Outcome};
 use super::sys;
@@ -167,15 +167,9 @@ pub struct Session {
     pub phase: Phase,
     /// A number for log lines; feint never logs client addresses.
     pub id: u64,
-    pub client: Option<TcpStream>,
-    pub upstream: Option<TcpStream>,
+    client: Peer,
+    upstream: Peer,
     upstream_connected: bool,
-    client_readable: bool,
-    client_writable: bool,
-    client_hung_up: bool,
-    upstream_readable: bool,
-    upstream_writable: bool,
-    upstream_hung_up: bool,
     up: Pipe,
     down: Pipe,
     deframer: Deframer,
@@ -204,15 +198,9 @@ impl Session {
             generation: 1,
             phase: Phase::Free,
             id: 0,
-            client: None,
-            upstream: None,
+            client: Peer::new(Side::Client),
+            upstream: Peer::new(Side::Upstream),
             upstream_connected: false,
-            client_readable: false,
-            client_writable: false,
-            client_hung_up: false,
-            upstream_readable: false,
-            upstream_writable: false,
-            upstream_hung_up: false,
             up: Pipe::default(),
             down: Pipe::default(),
             deframer: Deframer::new(),
@@ -244,7 +232,7 @@ impl Session {
         )?;
         self.phase = Phase::AwaitHello;
         self.id = id;
-        self.client = Some(client);
+        self.client.attach(client);
         self.set_deadline(slot, ctx, ctx.now + ctx.handshake_ticks);
         Ok(())
     }
@@ -255,8 +243,8 @@ impl Session {
         self.leave_hello(ctx);
         let reset_other = self.phase == Phase::Fronting && matches!(end, End::Failed(_));
         for (stream, side) in [
-            (self.client.take(), Side::Client),
-            (self.upstream.take(), Side::Upstream),
+            (self.client.stream.take(), Side::Client),
+            (self.upstream.stream.take(), Side::Upstream),
         ] {
             if let Some(mut stream) = stream {
                 let _ = ctx.registry.deregister(&mut stream);
@@ -292,23 +280,18 @@ impl Session {
 
     /// Records readiness from an event for `side`.
     pub fn on_event(&mut self, side: Side, readable: bool, writable: bool, hung_up: bool) {
-        match side {
-            Side::Client => {
-                self.client_readable |= readable;
-                self.client_writable |= writable;
-                self.client_hung_up |= hung_up;
-            }
-            Side::Upstream => {
-                self.upstream_readable |= readable;
-                self.upstream_writable |= writable;
-                self.upstream_hung_up |= hung_up;
-            }
-        }
+        let peer = match side {
+            Side::Client => &mut self.client,
+            Side::Upstream => &mut self.upstream,
+        };
+        peer.readable |= readable;
+        peer.writable |= writable;
+        peer.hung_up |= hung_up;
     }
 
     /// Makes as much progress as readiness allows, within the step budget.
     pub fn drive(&mut self, slot: u32, ctx: &mut Context) -> Result<(), End> {
-        if self.upstream.is_some() && !self.upstream_connected && self.upstream_writable {
+        if self.upstream.stream.is_some() && !self.upstream_connected && self.upstream.writable {
             self.finish_connect(slot, ctx)?;
         }
         for _ in 0..STEP_BUDGET {
@@ -380,7 +363,7 @@ impl Session {
             }
             Phase::Relay if !self.upstream_connected => {
                 // This DC address did not answer in time: try the next one.
-                if let Some(mut stream) = self.upstream.take() {
+                if let Some(mut stream) = self.upstream.stream.take() {
                     let _ = ctx.registry.deregister(&mut stream);
                 }
                 self.attempt = self.attempt.saturating_add(1);
@@ -391,9 +374,6 @@ impl Session {
     }
 
     fn pump_up(&mut self, ctx: &mut Context) -> Result<Step, End> {
-        let (Some(client), Some(upstream)) = (self.client.as_mut(), self.upstream.as_mut()) else {
-            return Err(End::Internal);
-        };
         let transform = match self.phase {
             Phase::Relay => Transform::FromClient {
                 deframer: &mut self.deframer,
@@ -404,44 +384,21 @@ impl Session {
         };
         step(
             &mut self.up,
-            Endpoint {
-                stream: client,
-                ready: &mut self.client_readable,
-                hung_up: self.client_hung_up,
-                side: Side::Client,
-            },
-            Endpoint {
-                stream: upstream,
-                ready: &mut self.upstream_writable,
-                hung_up: self.upstream_hung_up,
-                side: Side::Upstream,
-            },
+            &mut self.client,
+            &mut self.upstream,
             &mut ctx.pool,
             transform,
         )
     }
 
-    /// Upstream to client; in AwaitObfs2 it only flushes our ServerHello flight.
+    /// Upstream to client; before there is an upstream it only flushes our ServerHello flight.
     fn pump_down(&mut self, ctx: &mut Context) -> Result<Step, End> {
-        let Some(client) = self.client.as_mut() else {
-            return Err(End::Internal);
-        };
-        let Some(upstream) = self.upstream.as_mut() else {
-            // No upstream yet: only our reply flight can be waiting to go out.
+        if self.upstream.stream.is_none() {
             if !self.down.pending() {
                 return Ok(Step::Idle);
             }
-            return write_pending(
-                &mut self.down,
-                Endpoint {
-                    stream: client,
-                    ready: &mut self.client_writable,
-                    hung_up: self.client_hung_up,
-                    side: Side::Client,
-                },
-                &mut ctx.pool,
-            );
-        };
+            return write_pending(&mut self.down, &mut self.client, &mut ctx.pool);
+        }
         let transform = match self.phase {
             Phase::Relay => Transform::ToClient {
                 decrypt: &mut self.upstream_decrypt,
@@ -451,18 +408,8 @@ impl Session {
         };
         step(
             &mut self.down,
-            Endpoint {
-                stream: upstream,
-                ready: &mut self.upstream_readable,
-                hung_up: self.upstream_hung_up,
-                side: Side::Upstream,
-            },
-            Endpoint {
-                stream: client,
-                ready: &mut self.client_writable,
-                hung_up: self.client_hung_up,
-                side: Side::Client,
-            },
+            &mut self.upstream,
+            &mut self.client,
             &mut ctx.pool,
             transform,
         )
@@ -471,10 +418,10 @@ impl Session {
     /// One read from the client onto the end of the `up` buffer, in the handshake phases.
     /// The buffer is taken from the pool on the first byte and given back if nothing came.
     fn append_client(&mut self, ctx: &mut Context) -> Result<Appended, End> {
-        if !self.client_readable {
+        if !self.client.readable {
             return Ok(Appended::Wait(Step::Idle));
         }
-        let Some(client) = self.client.as_mut() else {
+        let Some(client) = self.client.stream.as_mut() else {
             return Err(End::Internal);
         };
         let hello = self.phase == Phase::AwaitHello;
@@ -499,8 +446,8 @@ impl Session {
         let room_len = room.len();
         match socket::read(client, room) {
             Outcome::Progress(n) => {
-                if n < room_len && !self.client_hung_up {
-                    self.client_readable = false;
+                if n < room_len && !self.client.hung_up {
+                    self.client.readable = false;
                 }
                 Ok(Appended::Bytes {
                     id,
@@ -509,7 +456,7 @@ impl Session {
                 })
             }
             Outcome::WouldBlock => {
-                self.client_readable = false;
+                self.client.readable = false;
                 if end == 0 {
                     self.leave_hello(ctx);
                     self.up.release(&mut ctx.pool);
@@ -717,11 +664,8 @@ impl Session {
                             Interest::READABLE | Interest::WRITABLE,
                         )
                         .map_err(|_| End::Internal)?;
-                    self.upstream = Some(stream);
+                    self.upstream.attach(stream);
                     self.upstream_connected = false;
-                    self.upstream_readable = false;
-                    self.upstream_writable = false;
-                    self.upstream_hung_up = false;
                     if self.phase == Phase::Relay {
                         // Fronted connections get no deadline of ours, not even to connect.
                         let ticks = ctx.handshake_ticks.min(DIAL_TICKS);
@@ -735,12 +679,12 @@ impl Session {
     }
 
     fn finish_connect(&mut self, slot: u32, ctx: &mut Context) -> Result<(), End> {
-        let Some(stream) = self.upstream.as_ref() else {
+        let Some(stream) = self.upstream.stream.as_ref() else {
             return Ok(());
         };
         match socket::connect_state(stream) {
             ConnectState::Pending => {
-                self.upstream_writable = false;
+                self.upstream.writable = false;
                 Ok(())
             }
             ConnectState::Connected => {
@@ -752,7 +696,7 @@ impl Session {
                 Ok(())
             }
             ConnectState::Failed => {
-                if let Some(mut stream) = self.upstream.take() {
+                if let Some(mut stream) = self.upstream.stream.take() {
                     let _ = ctx.registry.deregister(&mut stream);
                 }
                 self.attempt = self.attempt.saturating_add(1);
