@@ -6,3 +6,4 @@ pub mod cli;
 pub mod proto;
 pub mod proxy;
 pub mod secret;
+pub mod settings;

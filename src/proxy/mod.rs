@@ -15,8 +15,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use crate::cli::{self, Config};
+use crate::cli;
 use crate::secret;
+use crate::settings::Config;
 use event_loop::EventLoop;
 use shared::{FrontAddresses, Shared, MAX_FRONT_ADDRESSES};
 

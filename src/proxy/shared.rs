@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::cli::{Config, LogLevel, PreferIp};
 use crate::proto::dc;
 use crate::proto::replay::ReplayFilter;
+use crate::settings::{Config, LogLevel, PreferIp};
 
 /// How many resolved addresses of the front are kept.
 pub const MAX_FRONT_ADDRESSES: usize = 8;
