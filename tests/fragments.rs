@@ -48,7 +48,10 @@ fn hello_split_into_records_is_joined_and_answered() {
             "a hello in {pieces} records got no valid reply"
         );
     }
-    assert!(front.connections().is_empty(), "nothing was fronted");
+    assert!(
+        front.fronted_connections().is_empty(),
+        "nothing was fronted"
+    );
 }
 
 #[test]

@@ -85,7 +85,7 @@ fn round_trip(s: &Setup, options: &ClientOptions, size: usize) {
     assert_eq!(conn.dc, options.dc, "the DC id arrives signed");
     assert!(conn.received == stream, "DC received different bytes");
     assert!(
-        s.front.connections().is_empty(),
+        s.front.fronted_connections().is_empty(),
         "a valid client was fronted"
     );
 }
@@ -229,7 +229,7 @@ fn captured_tdlib_connection_reaches_its_dc() {
         0xbe7e_8ef1u32.to_le_bytes(),
         "req_pq_multi"
     );
-    assert!(front.connections().is_empty());
+    assert!(front.fronted_connections().is_empty());
 }
 
 /// The same capture as it is, stamped hours ago: outside the 5-minute default window, so it is
@@ -356,7 +356,7 @@ fn wrong_tag_or_unknown_dc_after_the_reply_closes() {
         assert!(dc.connections().is_empty(), "DC {} was contacted", i + 1);
     }
     assert!(
-        s.front.connections().is_empty(),
+        s.front.fronted_connections().is_empty(),
         "fronted after the ServerHello"
     );
 }

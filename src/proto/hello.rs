@@ -920,10 +920,10 @@ mod tests {
     fn a_replayed_hello_is_caught_by_the_replay_filter() {
         let hello = reference_hello();
         let hasher = std::collections::hash_map::RandomState::new();
-        let mut filter = ReplayFilter::new(4096, 2 * WINDOW.as_secs(), hasher);
+        let mut filter = ReplayFilter::new(4096, hasher);
         let accept = |filter: &mut ReplayFilter<_>| {
             let verified = check(&hello, u64::from(T))?;
-            if filter.check_and_insert(&verified.client_random, 10) {
+            if filter.check_and_insert(&verified.client_random) {
                 return Err(Rejection::Replayed);
             }
             Ok(())

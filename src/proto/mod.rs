@@ -9,5 +9,5 @@ pub mod record;
 pub mod replay;
 pub mod server_hello;
 #[cfg(test)]
-mod testdata;
+pub(crate) mod testdata;
 pub mod x25519;

@@ -1,14 +1,16 @@
-//! ReplayFilter: a fixed-size table of recently accepted client randoms (PROTOCOL.md §7).
+//! ReplayFilter: a fixed-size table of accepted client randoms (docs/PROTOCOL.md §7).
 //! Callers insert only hellos whose digest and clock passed, so probes cannot evict entries.
 //!
-//! Each entry is the first 16 bytes of a client random and a u32 expiry time. Those bytes are
+//! Each entry is the first 16 bytes of a client random and its insertion number. Those bytes are
 //! HMAC output under the secret, so two distinct hellos share them with probability 2^-128:
 //! no false positives in practice. The last four random bytes are left out on purpose: they
-//! carry the timestamp, and anyone can change them without the key (PROTOCOL.md §2.2), so a
-//! replay with a shifted timestamp must still match. Every entry may live in one of two
-//! buckets of eight chosen by the keyed hasher ("two choices"), and goes to the emptier one;
-//! that keeps a table filled to half its capacity from overflowing any bucket in practice,
-//! where a single choice would overflow about 2% of them.
+//! carry the timestamp, and anyone can change them without the key (§2.2), so a replay with a
+//! re-stamped timestamp must still match. That is also why entries never expire by time: a
+//! recorded hello can be re-stamped to any moment, so the only safe horizon is memory. An entry
+//! leaves the table only to make room, oldest first. Every entry may live in one of two buckets
+//! of eight chosen by the keyed hasher ("two choices") and goes to the emptier one; when both
+//! are full, the older of their sixteen entries makes room. A table filled to capacity keeps
+//! nearly all of its most recent `capacity` entries.
 
 use std::hash::BuildHasher;
 
@@ -18,40 +20,31 @@ const FINGERPRINT_LEN: usize = 16;
 #[derive(Clone, Copy, Default)]
 struct Entry {
     fingerprint: [u8; FINGERPRINT_LEN],
-    /// Seconds on the caller's clock after which the entry is free; 0 marks an empty slot.
-    expiry: u32,
-}
-
-impl Entry {
-    fn is_live(&self, now: u64) -> bool {
-        u64::from(self.expiry) > now
-    }
+    /// Insertion number, counting from 1; 0 marks an empty slot.
+    inserted: u32,
 }
 
 type Bucket = [Entry; BUCKET_LEN];
 
-/// Fixed memory, sized once. Each entry lives `ttl_seconds`. When the bucket an entry hashes to
-/// is full of live entries, the oldest of them is forgotten early (see README, anti-replay).
-///
-/// More exactly: an entry may sit in either of two buckets; only when both are full of live
-/// entries does an insert evict, and then it evicts the one of those sixteen that expires first.
-/// Times are seconds below 2^32 (unix time works until 2106); later times are clamped, which
-/// would make entries expire at once.
+/// Fixed memory, sized once; see the module comment for what it remembers.
 pub struct ReplayFilter<S: BuildHasher> {
     hasher: S,
     buckets: Box<[Bucket]>,
-    ttl_seconds: u64,
+    /// Insertions so far; wraps after 2^32, when the order of old entries is renumbered.
+    inserted: u32,
+    len: usize,
 }
 
 impl<S: BuildHasher> ReplayFilter<S> {
     /// A filter that uses about `memory_bytes` (at least one bucket).
-    pub fn new(memory_bytes: usize, ttl_seconds: u64, hasher: S) -> Self {
+    pub fn new(memory_bytes: usize, hasher: S) -> Self {
         // Bucket indices come from 32-bit halves of one hash.
         let count = (memory_bytes / std::mem::size_of::<Bucket>()).clamp(1, u32::MAX as usize);
         ReplayFilter {
             hasher,
             buckets: vec![[Entry::default(); BUCKET_LEN]; count].into_boxed_slice(),
-            ttl_seconds,
+            inserted: 0,
+            len: 0,
         }
     }
 
@@ -60,14 +53,23 @@ impl<S: BuildHasher> ReplayFilter<S> {
         self.buckets.len() * BUCKET_LEN
     }
 
+    /// Number of entries it holds now.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// Bytes of memory its table uses.
     pub fn memory_bytes(&self) -> usize {
         std::mem::size_of_val(&*self.buckets)
     }
 
-    /// True if `client_random` was seen within its TTL (a replay). Otherwise records it at `now`
-    /// (seconds on any monotonic clock) and returns false.
-    pub fn check_and_insert(&mut self, client_random: &[u8; 32], now: u64) -> bool {
+    /// True if `client_random` is in the table (a replay). Otherwise records it and returns
+    /// false, making room by forgetting an older entry if both its buckets are full.
+    pub fn check_and_insert(&mut self, client_random: &[u8; 32]) -> bool {
         let mut fingerprint = [0; FINGERPRINT_LEN];
         fingerprint.copy_from_slice(&client_random[..FINGERPRINT_LEN]);
         let (first, second) = self.bucket_pair(&fingerprint);
@@ -76,61 +78,79 @@ impl<S: BuildHasher> ReplayFilter<S> {
             self.buckets.get(index).is_some_and(|bucket| {
                 bucket
                     .iter()
-                    .any(|entry| entry.is_live(now) && entry.fingerprint == fingerprint)
+                    .any(|entry| entry.inserted != 0 && entry.fingerprint == fingerprint)
             })
         });
         if seen {
             return true;
         }
-
-        let expiry = u32::try_from(now.saturating_add(self.ttl_seconds)).unwrap_or(u32::MAX);
+        if self.inserted == u32::MAX {
+            self.renumber();
+        }
+        self.inserted += 1;
+        let inserted = self.inserted;
         let free = |bucket: Option<&Bucket>| {
-            bucket.map_or(0, |b| b.iter().filter(|e| !e.is_live(now)).count())
+            bucket.map_or(0, |b| b.iter().filter(|e| e.inserted == 0).count())
         };
-        let (roomier, other) = if free(self.buckets.get(second)) > free(self.buckets.get(first)) {
-            (second, first)
+        let roomier = if free(self.buckets.get(second)) > free(self.buckets.get(first)) {
+            second
         } else {
-            (first, second)
+            first
         };
-        let slot = self.slot_to_overwrite(roomier, other, now);
-        if let Some(entry) = slot {
+        let was_free = free(self.buckets.get(roomier)) > 0;
+        if let Some(entry) = self.slot_to_overwrite(first, second, roomier) {
             *entry = Entry {
                 fingerprint,
-                expiry,
+                inserted,
             };
+            if was_free {
+                self.len += 1;
+            }
         }
         false
     }
 
-    /// The first free slot of `roomier`, or else the entry of both buckets that expires first.
-    fn slot_to_overwrite(&mut self, roomier: usize, other: usize, now: u64) -> Option<&mut Entry> {
-        let has_free = self
-            .buckets
-            .get(roomier)?
-            .iter()
-            .any(|entry| !entry.is_live(now));
-        if has_free {
-            return self
-                .buckets
-                .get_mut(roomier)?
-                .iter_mut()
-                .find(|entry| !entry.is_live(now));
-        }
-        let earliest = |index: usize, buckets: &[Bucket]| {
+    /// A free slot of `roomier`, or else the oldest entry of both buckets.
+    fn slot_to_overwrite(
+        &mut self,
+        first: usize,
+        second: usize,
+        roomier: usize,
+    ) -> Option<&mut Entry> {
+        let oldest = |index: usize, buckets: &[Bucket]| {
             buckets
                 .get(index)
-                .and_then(|b| b.iter().map(|e| e.expiry).min())
+                .and_then(|b| b.iter().map(|e| e.inserted).min())
                 .unwrap_or(u32::MAX)
         };
-        let index = if earliest(other, &self.buckets) < earliest(roomier, &self.buckets) {
-            other
-        } else {
+        let index = if self.buckets.get(roomier)?.iter().any(|e| e.inserted == 0) {
             roomier
+        } else if oldest(second, &self.buckets) < oldest(first, &self.buckets) {
+            second
+        } else {
+            first
         };
         self.buckets
             .get_mut(index)?
             .iter_mut()
-            .min_by_key(|entry| entry.expiry)
+            .min_by_key(|entry| entry.inserted)
+    }
+
+    /// Keeps the order of entries but squeezes their numbers into 1..=len, once every 2^32
+    /// insertions; costs one pass and a sort-free ranking by halving.
+    fn renumber(&mut self) {
+        // Entries older than the newest `capacity` are the only ones that can still be in the
+        // table, so shifting every number down by (u32::MAX - capacity) keeps them positive.
+        let shift = u32::MAX
+            - u32::try_from(self.capacity())
+                .unwrap_or(u32::MAX / 2)
+                .min(u32::MAX / 2);
+        for entry in self.buckets.iter_mut().flatten() {
+            if entry.inserted != 0 {
+                entry.inserted = entry.inserted.saturating_sub(shift).max(1);
+            }
+        }
+        self.inserted -= shift;
     }
 
     /// Two distinct bucket indices (one if there is a single bucket), from one keyed hash so
@@ -163,68 +183,74 @@ mod tests {
     }
 
     #[test]
-    fn catches_a_replay_within_its_ttl() {
-        let mut filter = ReplayFilter::new(1 << 16, 300, RandomState::new());
-        assert!(!filter.check_and_insert(&random(1), 1000));
-        assert!(filter.check_and_insert(&random(1), 1000));
-        assert!(filter.check_and_insert(&random(1), 1299));
-    }
-
-    #[test]
-    fn forgets_an_entry_after_its_ttl() {
-        let mut filter = ReplayFilter::new(1 << 16, 300, RandomState::new());
-        assert!(!filter.check_and_insert(&random(1), 1000));
-        assert!(!filter.check_and_insert(&random(1), 1300));
-        // The late insert starts a new lifetime.
-        assert!(filter.check_and_insert(&random(1), 1599));
+    fn catches_a_replay_however_late_it_comes() {
+        let mut filter = ReplayFilter::new(1 << 16, RandomState::new());
+        assert!(!filter.check_and_insert(&random(1)));
+        assert!(filter.check_and_insert(&random(1)));
+        // Time plays no part: only newer entries can push an entry out.
+        for n in 2..100 {
+            assert!(!filter.check_and_insert(&random(n)));
+        }
+        assert!(filter.check_and_insert(&random(1)));
     }
 
     #[test]
     fn catches_a_replay_with_a_shifted_timestamp() {
-        let mut filter = ReplayFilter::new(1 << 16, 300, RandomState::new());
+        let mut filter = ReplayFilter::new(1 << 16, RandomState::new());
         let original = random(7);
         let mut shifted = original;
         shifted[28] ^= 0x01;
-        assert!(!filter.check_and_insert(&original, 1000));
-        assert!(filter.check_and_insert(&shifted, 1001));
+        assert!(!filter.check_and_insert(&original));
+        assert!(filter.check_and_insert(&shifted));
     }
 
     #[test]
-    fn remembers_half_its_capacity_without_false_positives() {
-        let mut filter = ReplayFilter::new(1 << 20, 600, FixedHasher::default());
-        let count = filter.capacity() / 2;
-        for n in 0..count as u64 {
-            assert!(
-                !filter.check_and_insert(&random(n), 5000),
-                "false positive {n}"
-            );
+    fn remembers_its_whole_capacity_of_recent_entries() {
+        let mut filter = ReplayFilter::new(1 << 20, FixedHasher::default());
+        let capacity = filter.capacity() as u64;
+        // Twice the capacity goes in; the most recent half of the capacity must all be kept.
+        for n in 0..2 * capacity {
+            assert!(!filter.check_and_insert(&random(n)), "false positive {n}");
         }
-        for n in 0..count as u64 {
-            assert!(filter.check_and_insert(&random(n), 5001), "forgot {n}");
-        }
+        assert_eq!(filter.len(), filter.capacity());
+        let recent = 2 * capacity - capacity / 2..2 * capacity;
+        let forgotten = recent
+            .clone()
+            .filter(|&n| !filter.check_and_insert(&random(n)))
+            .count();
+        assert_eq!(forgotten, 0, "forgot recent entries");
     }
 
     #[test]
-    fn remembers_a_full_table_of_tiny_size_until_it_overflows() {
-        // One bucket: eight entries fit; the ninth evicts the one that expires first.
-        let mut filter = ReplayFilter::new(0, 100, FixedHasher::default());
+    fn evicts_the_oldest_entry_first() {
+        // One bucket: eight entries fit; the ninth evicts the first inserted.
+        let mut filter = ReplayFilter::new(0, FixedHasher::default());
         assert_eq!(filter.capacity(), BUCKET_LEN);
         for n in 0..8 {
-            assert!(!filter.check_and_insert(&random(n), 10 + n));
+            assert!(!filter.check_and_insert(&random(n)));
         }
-        assert!(!filter.check_and_insert(&random(8), 20));
-        assert!(
-            !filter.check_and_insert(&random(0), 21),
-            "oldest was evicted"
-        );
+        assert!(!filter.check_and_insert(&random(8)));
+        assert!(!filter.check_and_insert(&random(0)), "oldest was evicted");
         for n in 2..=8 {
-            assert!(filter.check_and_insert(&random(n), 22), "{n}");
+            assert!(filter.check_and_insert(&random(n)), "{n}");
+        }
+    }
+
+    #[test]
+    fn keeps_its_order_when_the_insertion_counter_wraps() {
+        let mut filter = ReplayFilter::new(0, FixedHasher::default());
+        filter.inserted = u32::MAX - 4;
+        for n in 0..16 {
+            assert!(!filter.check_and_insert(&random(n)));
+        }
+        for n in 8..16 {
+            assert!(filter.check_and_insert(&random(n)), "{n}");
         }
     }
 
     #[test]
     fn memory_is_fixed_and_as_reported() {
-        let filter = ReplayFilter::new(1 << 20, 600, RandomState::new());
+        let filter = ReplayFilter::new(1 << 20, RandomState::new());
         assert_eq!(std::mem::size_of::<Bucket>(), 160);
         assert!(filter.memory_bytes() <= 1 << 20);
         assert!(filter.memory_bytes() > (1 << 20) - 160);
@@ -233,12 +259,5 @@ mod tests {
             std::mem::size_of_val(&*filter.buckets),
             filter.memory_bytes()
         );
-    }
-
-    #[test]
-    fn keeps_working_past_the_u32_clock_range() {
-        let mut filter = ReplayFilter::new(1024, 60, RandomState::new());
-        assert!(!filter.check_and_insert(&random(1), u64::MAX));
-        assert!(!filter.check_and_insert(&random(1), u64::MAX));
     }
 }

@@ -1,31 +1,35 @@
-//! One event loop per thread: its own listening sockets (SO_REUSEPORT), session table, buffer
-//! pool and timer wheel. It accepts behind a capacity gate, dispatches edge-triggered events by
-//! token and fires deadlines; sessions do the rest.
+//! One event loop per thread: the mio poll, its own listening sockets (SO_REUSEPORT) and the
+//! clocks. It accepts while the table has room, turns events into readiness for the driver and
+//! ticks the timers; the driver and the connections do the rest.
 
-use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::buffer::BufferPool;
-use super::session::{self, Context, End, Phase, Session};
+use super::buffer::BUF_LEN;
+use super::connection::{Clock, Env};
+use super::driver::Driver;
+use super::net::Readiness;
 use super::shared::Shared;
-use super::sys;
-use super::timer::{TimerWheel, TICK};
+use super::slots::Slots;
+use super::socket::MioNet;
+use super::timer::TICK;
 use crate::proto::cipher::CtrState;
 use crate::proto::hello::MAX_ASSEMBLED_LEN;
 use crate::proto::server_hello::MAX_CERT_LEN;
 
-/// Connections accepted per listener per wake-up, so a flood cannot starve live sessions.
+/// Connections accepted per listener per wake-up, so a flood cannot starve live connections.
 const ACCEPT_BUDGET: usize = 64;
 const EVENT_CAPACITY: usize = 1024;
 const WAKER_TOKEN: Token = Token(usize::MAX);
-/// Listener i has token LISTENER_BASE - i; session tokens keep bit 63 clear.
+/// Listener i has token LISTENER_BASE - i; connection tokens keep bit 63 clear.
 const LISTENER_BASE: usize = usize::MAX - 1;
+/// How long one upstream address may take to accept a connection before the next is tried.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connection numbers for log lines, shared by all loops.
 static CONNECTION_IDS: AtomicU64 = AtomicU64::new(1);
@@ -42,11 +46,10 @@ pub struct EventLoop {
     poll: Poll,
     events: Events,
     listeners: Vec<Listener>,
-    sessions: Vec<Session>,
-    free: Vec<u32>,
-    max_sessions: usize,
-    due: Vec<u32>,
-    ctx: Context,
+    driver: Driver<MioNet>,
+    max_connections: usize,
+    /// The tick at which connections were last refused at the cap, for a rate-limited log line.
+    refused_logged: Option<u64>,
 }
 
 /// Sizes that `run` prints at start.
@@ -59,7 +62,7 @@ impl EventLoop {
     pub fn new(
         listeners: Vec<std::net::TcpListener>,
         shared: Arc<Shared>,
-        max_sessions: usize,
+        max_connections: usize,
         buffers: usize,
     ) -> io::Result<(EventLoop, Arc<Waker>)> {
         let poll = Poll::new()?;
@@ -85,49 +88,44 @@ impl EventLoop {
         key.copy_from_slice(&seed[..32]);
         iv.copy_from_slice(&seed[32..]);
         let handshake_ticks = ticks(shared.handshake_timeout);
-        let idle_ticks = ticks(shared.idle_timeout);
-        let ctx = Context {
-            registry: poll.registry().try_clone()?,
-            pool: BufferPool::new(buffers),
-            wheel: TimerWheel::new(max_sessions),
-            shared,
-            now: 0,
+        let env = Env {
             handshake_ticks,
-            idle_ticks,
-            scratch: vec![0; MAX_ASSEMBLED_LEN],
-            noise: vec![0; MAX_CERT_LEN],
+            idle_ticks: ticks(shared.idle_timeout),
+            dial_ticks: ticks(DIAL_TIMEOUT),
+            now: Clock::default(),
             rng: CtrState::new(key, iv),
-            waiters: VecDeque::with_capacity(max_sessions),
-            hello_buffers: 0,
-            max_hello_buffers: (buffers / 2).max(1),
-            hello_waiters: VecDeque::with_capacity(max_sessions),
-            ready: VecDeque::with_capacity(max_sessions),
+            scratch: vec![0; BUF_LEN],
+            assembled: vec![0; MAX_ASSEMBLED_LEN],
+            noise: vec![0; MAX_CERT_LEN],
+            shared: Arc::clone(&shared),
+        };
+        let net = MioNet {
+            registry: poll.registry().try_clone()?,
+            shared,
         };
         let event_loop = EventLoop {
             poll,
             events: Events::with_capacity(EVENT_CAPACITY),
             listeners: registered,
-            sessions: Vec::with_capacity(max_sessions),
-            free: Vec::with_capacity(max_sessions),
-            max_sessions,
-            due: Vec::with_capacity(max_sessions),
-            ctx,
+            driver: Driver::new(net, env, max_connections, buffers),
+            max_connections,
+            refused_logged: None,
         };
         Ok((event_loop, waker))
     }
 
     pub fn footprint(&self) -> Footprint {
         Footprint {
-            session_bytes: self.max_sessions * std::mem::size_of::<Session>(),
-            buffer_bytes: self.ctx.pool.memory_bytes(),
+            session_bytes: self.max_connections * Slots::<mio::net::TcpStream>::entry_bytes(),
+            buffer_bytes: self.driver.pool().memory_bytes(),
         }
     }
 
     /// Runs until the shared stop flag is set and the waker fires.
     pub fn run(&mut self) -> io::Result<()> {
         loop {
-            if self.ctx.shared.stopping() {
-                self.close_all();
+            if self.driver.shared().stopping() {
+                self.driver.close_all();
                 return Ok(());
             }
             let timeout = self.poll_timeout();
@@ -137,7 +135,7 @@ impl EventLoop {
                 }
                 return Err(e);
             }
-            self.ctx.now = self.now_tick();
+            self.driver.set_clock(self.clock());
             let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
             for event in events.iter() {
                 let token = event.token();
@@ -148,90 +146,76 @@ impl EventLoop {
                     self.accept(LISTENER_BASE - token.0);
                     continue;
                 }
-                let (slot, generation, side) = session::untoken(token);
-                let Some(session) = self.sessions.get_mut(slot as usize) else {
-                    continue;
+                let ready = Readiness {
+                    readable: event.is_readable() || event.is_read_closed() || event.is_error(),
+                    writable: event.is_writable() || event.is_write_closed() || event.is_error(),
+                    hung_up: event.is_read_closed() || event.is_error(),
                 };
-                if session.generation != generation || session.phase == Phase::Free {
-                    continue;
-                }
-                let readable = event.is_readable() || event.is_read_closed() || event.is_error();
-                let writable = event.is_writable() || event.is_write_closed() || event.is_error();
-                session.on_event(side, readable, writable, event.is_read_closed());
-                self.drive(slot);
+                self.driver.on_event(token, ready);
             }
             self.events = events;
-            self.fire_deadlines();
-            self.run_ready();
-            self.serve_waiters();
+            self.driver.on_tick();
+            self.driver.run_queues();
             self.retry_listeners();
         }
     }
 
-    fn now_tick(&self) -> u64 {
-        ticks(self.ctx.shared.started.elapsed())
+    fn clock(&self) -> Clock {
+        let unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Clock {
+            tick: ticks(self.driver.shared().started.elapsed()),
+            unix,
+        }
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        let buffers = self.ctx.pool.available() > 0;
-        let busy = !self.ctx.ready.is_empty()
-            || (!self.ctx.waiters.is_empty() && buffers)
-            || (!self.ctx.hello_waiters.is_empty() && buffers && self.hello_room())
-            || self.listeners.iter().any(|l| l.backlog);
+        let room = self.driver.has_room();
+        let busy = self.driver.busy() || (room && self.listeners.iter().any(|l| l.backlog));
         if busy {
             return Some(Duration::ZERO);
         }
         let timers =
-            !self.ctx.wheel.is_empty() || self.listeners.iter().any(|l| l.paused_until.is_some());
+            self.driver.timers_pending() || self.listeners.iter().any(|l| l.paused_until.is_some());
         if !timers {
             return None;
         }
         // Sleep to the next tick boundary: one bucket check per tick, nothing more.
-        let elapsed = self.ctx.shared.started.elapsed();
+        let elapsed = self.driver.shared().started.elapsed();
         let tick_nanos = TICK.as_nanos();
         let into_tick = elapsed.as_nanos() % tick_nanos;
         Some(Duration::from_nanos((tick_nanos - into_tick) as u64))
     }
 
-    fn drive(&mut self, slot: u32) {
-        let Some(session) = self.sessions.get_mut(slot as usize) else {
-            return;
-        };
-        if let Err(end) = session.drive(slot, &mut self.ctx) {
-            self.close(slot, end);
-        }
-    }
-
-    fn close(&mut self, slot: u32, end: End) {
-        let Some(session) = self.sessions.get_mut(slot as usize) else {
-            return;
-        };
-        if self.ctx.shared.verbose() {
-            let (up, down) = session.bytes();
-            match (session.phase, session.fronted_because) {
-                (Phase::Fronting, Some(reason)) => eprintln!(
-                    "connection {}: fronted ({reason}), {up} B to the front, {down} B back: {end}",
-                    session.id
-                ),
-                (Phase::Relay, _) => eprintln!(
-                    "connection {}: DC {}, {up} B up, {down} B down: {end}",
-                    session.id,
-                    session.dc()
-                ),
-                (phase, _) => eprintln!("connection {}: {phase:?}: {end}", session.id),
-            }
-        }
-        session.close(slot, end, &mut self.ctx);
-        self.free.push(slot);
-    }
-
     fn accept(&mut self, index: usize) {
+        let now = self.driver_tick();
         for _ in 0..ACCEPT_BUDGET {
+            if !self.driver.has_room() {
+                // At the cap, new connections wait in the listen backlog, as at any busy
+                // server, instead of being accepted and reset.
+                self.note_cap();
+                if let Some(listener) = self.listeners.get_mut(index) {
+                    listener.backlog = true;
+                }
+                return;
+            }
             let Some(listener) = self.listeners.get_mut(index) else {
                 return;
             };
             match listener.socket.accept() {
-                Ok((stream, _)) => self.admit(stream),
+                Ok((stream, peer)) => {
+                    if let Some(front) = self.driver.shared().own_dials.arrived(peer) {
+                        // Our own dial to the front came back to us: refuse to loop.
+                        self.driver.shared().mark_front_self(front);
+                        let _ = super::sys::set_linger_zero(&stream);
+                        drop(stream);
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    let id = CONNECTION_IDS.fetch_add(1, Ordering::Relaxed);
+                    let _ = self.driver.admit(id, stream);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     listener.backlog = false;
                     return;
@@ -242,7 +226,7 @@ impl EventLoop {
                     if listener.paused_until.is_none() {
                         eprintln!("feint: accept: {e}; pausing accepts briefly");
                     }
-                    listener.paused_until = Some(self.ctx.now + 1);
+                    listener.paused_until = Some(now + 1);
                     listener.backlog = false;
                     return;
                 }
@@ -260,132 +244,41 @@ impl EventLoop {
         }
     }
 
-    fn admit(&mut self, stream: mio::net::TcpStream) {
-        let slot = match self.free.pop() {
-            Some(slot) => slot,
-            None if self.sessions.len() < self.max_sessions => {
-                self.sessions.push(Session::new());
-                (self.sessions.len() - 1) as u32
-            }
-            None => {
-                // The table is full: close at once; it never grows.
-                if self.ctx.shared.verbose() {
-                    eprintln!("connection refused: --max-connections reached");
-                }
-                return;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let _ = sys::set_keepalive(&stream, self.ctx.shared.idle_timeout);
-        let id = CONNECTION_IDS.fetch_add(1, Ordering::Relaxed);
-        let Some(session) = self.sessions.get_mut(slot as usize) else {
-            return;
-        };
-        if let Err(e) = session.open(slot, id, stream, &mut self.ctx) {
-            eprintln!("feint: register: {e}");
-            session.close(slot, End::Internal, &mut self.ctx);
-            self.free.push(slot);
-        }
-    }
-
-    fn fire_deadlines(&mut self) {
-        let due = &mut self.due;
-        due.clear();
-        self.ctx.wheel.expire(self.ctx.now, |slot| due.push(slot));
-        for index in 0..self.due.len() {
-            let slot = self.due[index];
-            let Some(session) = self.sessions.get_mut(slot as usize) else {
-                continue;
-            };
-            let result = session
-                .on_deadline(slot, &mut self.ctx)
-                .and_then(|()| session.drive(slot, &mut self.ctx));
-            if let Err(end) = result {
-                self.close(slot, end);
-            }
-        }
-    }
-
-    fn run_ready(&mut self) {
-        for _ in 0..self.ctx.ready.len() {
-            let Some((slot, generation)) = self.ctx.ready.pop_front() else {
-                return;
-            };
-            if self.live(slot, generation) {
-                if let Some(session) = self.sessions.get_mut(slot as usize) {
-                    session.queued = false;
-                }
-                self.drive(slot);
-            }
-        }
-    }
-
-    /// Drives sessions that waited for a buffer, each at most once per call: one that must
-    /// wait again goes back to the end of its queue.
-    fn serve_waiters(&mut self) {
-        for _ in 0..self.ctx.waiters.len() {
-            if self.ctx.pool.available() == 0 {
-                break;
-            }
-            let Some((slot, generation)) = self.ctx.waiters.pop_front() else {
-                break;
-            };
-            self.wake(slot, generation);
-        }
-        for _ in 0..self.ctx.hello_waiters.len() {
-            if self.ctx.pool.available() == 0 || !self.hello_room() {
-                break;
-            }
-            let Some((slot, generation)) = self.ctx.hello_waiters.pop_front() else {
-                break;
-            };
-            self.wake(slot, generation);
-        }
-    }
-
-    fn hello_room(&self) -> bool {
-        self.ctx.hello_buffers < self.ctx.max_hello_buffers
-    }
-
-    fn wake(&mut self, slot: u32, generation: u32) {
-        if !self.live(slot, generation) {
+    /// Says, at most once a minute, that new connections wait because the table is full.
+    fn note_cap(&mut self) {
+        let now = self.driver_tick();
+        let minute = ticks(Duration::from_secs(60));
+        if self.refused_logged.is_some_and(|at| now < at + minute) {
             return;
         }
-        if let Some(session) = self.sessions.get_mut(slot as usize) {
-            session.waiting = false;
-        }
-        self.drive(slot);
+        self.refused_logged = Some(now);
+        eprintln!(
+            "feint: {} connections open, the --max-connections share of this event loop; new ones wait until one closes",
+            self.driver.live_connections()
+        );
     }
 
-    fn live(&self, slot: u32, generation: u32) -> bool {
-        self.sessions
-            .get(slot as usize)
-            .is_some_and(|s| s.generation == generation && s.phase != Phase::Free)
+    fn driver_tick(&self) -> u64 {
+        ticks(self.driver.shared().started.elapsed())
     }
 
     fn retry_listeners(&mut self) {
+        let now = self.driver_tick();
         for index in 0..self.listeners.len() {
             let listener = &mut self.listeners[index];
-            let paused_over = listener.paused_until.is_some_and(|t| t <= self.ctx.now);
+            let paused_over = listener.paused_until.is_some_and(|t| t <= now);
             if paused_over {
                 listener.paused_until = None;
             }
-            if (paused_over || listener.backlog) && listener.paused_until.is_none() {
+            let ready = (paused_over || listener.backlog) && listener.paused_until.is_none();
+            if ready && self.driver.has_room() {
                 self.accept(index);
-            }
-        }
-    }
-
-    fn close_all(&mut self) {
-        for slot in 0..self.sessions.len() as u32 {
-            if self.sessions[slot as usize].phase != Phase::Free {
-                self.close(slot, End::Done);
             }
         }
     }
 }
 
-fn ticks(duration: Duration) -> u64 {
+pub fn ticks(duration: Duration) -> u64 {
     (duration.as_nanos() / TICK.as_nanos()) as u64
 }
 

@@ -1,10 +1,18 @@
 //! The I/O edge: sockets, event loops, clocks and randomness. Drives `proto` state machines.
 
 mod buffer;
+mod connection;
+mod driver;
+mod end;
 mod event_loop;
+mod handshake;
+mod net;
+mod own_dials;
 mod pipe;
-mod session;
 mod shared;
+#[cfg(test)]
+mod sim;
+mod slots;
 mod socket;
 mod sys;
 mod timer;

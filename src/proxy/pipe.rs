@@ -1,16 +1,38 @@
-//! A pipe: bytes moving one way between two sockets through a borrowed pool buffer, one read
-//! or one write per step, with the record framing and AES-CTR work done in place between them.
-//! Owns no socket and no buffer; the session lends both.
-
-use std::net::Shutdown;
-
-use mio::net::TcpStream;
+//! Bytes moving one way between the two sockets of a connection, one read or one write per step.
+//! A relay pipe borrows a pool buffer only while bytes are in flight and does the record framing
+//! and AES-CTR work in place. A raw (fronted) pipe borrows none: it peeks into the loop's scratch
+//! area, writes, and then takes from the socket only what the sink accepted, so a peer that stops
+//! reading leaves the bytes waiting in the kernel, as a real server's would.
 
 use super::buffer::{BufferId, BufferPool};
-use super::session::{End, Side};
-use super::socket::{self, Outcome};
+use super::end::End;
+use super::net::{Net, Outcome, Readiness, Side};
 use crate::proto::cipher::CtrState;
 use crate::proto::record::{self, Deframer, HEADER_LEN, MAX_PAYLOAD_LEN};
+
+/// One socket of a connection and the readiness last reported for it. Events are
+/// edge-triggered, so readiness is remembered until a read or write says WouldBlock.
+pub struct Peer<S> {
+    pub stream: Option<S>,
+    pub side: Side,
+    pub ready: Readiness,
+}
+
+impl<S> Peer<S> {
+    pub fn new(side: Side) -> Self {
+        Peer {
+            stream: None,
+            side,
+            ready: Readiness::default(),
+        }
+    }
+
+    /// Takes a new socket, forgetting what was known of the last one.
+    pub fn attach(&mut self, stream: S) {
+        self.ready = Readiness::default();
+        self.stream = Some(stream);
+    }
+}
 
 /// Bytes moving one way. `start..end` of the borrowed buffer is still to be written.
 #[derive(Default)]
@@ -22,6 +44,7 @@ pub struct Pipe {
     pub source_closed: bool,
     /// We sent FIN to the sink.
     pub sink_shut: bool,
+    /// Bytes written to the sink, for the log line.
     pub bytes: u64,
 }
 
@@ -43,86 +66,157 @@ impl Pipe {
     }
 }
 
-/// What a pipe does to bytes between its read and its write.
+pub enum Step {
+    Progress,
+    Idle,
+    /// The pool is empty; run again when a buffer comes back.
+    NeedBuffer,
+}
+
+/// What one read from a peer gave.
+pub enum Read {
+    Bytes(usize),
+    /// Nothing to read now.
+    Idle,
+    /// FIN, after every byte before it.
+    Closed,
+}
+
+/// Whether a read takes the bytes or leaves them queued.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Take {
+    Consume,
+    Peek,
+}
+
+/// The one read rule of feint: read only what readiness promises, and forget readiness after a
+/// short read, because epoll reports the next arrival. Not so once FIN has been seen: that edge
+/// has passed, so read on until the end.
+pub fn read<N: Net>(
+    peer: &mut Peer<N::Stream>,
+    net: &mut N,
+    buf: &mut [u8],
+    take: Take,
+) -> Result<Read, End> {
+    if !peer.ready.readable {
+        return Ok(Read::Idle);
+    }
+    let Some(stream) = peer.stream.as_mut() else {
+        return Err(End::Internal);
+    };
+    let outcome = match take {
+        Take::Consume => net.read(stream, buf),
+        Take::Peek => net.peek(stream, buf),
+    };
+    match outcome {
+        Outcome::Progress(n) => {
+            if n < buf.len() && !peer.ready.hung_up {
+                peer.ready.readable = false;
+            }
+            Ok(Read::Bytes(n))
+        }
+        Outcome::WouldBlock => {
+            peer.ready.readable = false;
+            Ok(Read::Idle)
+        }
+        Outcome::Closed => Ok(Read::Closed),
+        Outcome::Failed => Err(End::Failed(peer.side)),
+    }
+}
+
+/// One write of `bytes` to `sink`: how many it took.
+fn write<N: Net>(sink: &mut Peer<N::Stream>, net: &mut N, bytes: &[u8]) -> Result<usize, End> {
+    if !sink.ready.writable {
+        return Ok(0);
+    }
+    let Some(stream) = sink.stream.as_mut() else {
+        return Err(End::Internal);
+    };
+    match net.write(stream, bytes) {
+        Outcome::Progress(n) => {
+            if n < bytes.len() {
+                // The socket buffer is full; epoll reports the next edge when it drains.
+                sink.ready.writable = false;
+            }
+            Ok(n)
+        }
+        Outcome::WouldBlock => {
+            sink.ready.writable = false;
+            Ok(0)
+        }
+        Outcome::Closed | Outcome::Failed => Err(End::Failed(sink.side)),
+    }
+}
+
+/// One write of the bytes a pipe holds to its sink.
+pub fn write_pending<N: Net>(
+    pipe: &mut Pipe,
+    sink: &mut Peer<N::Stream>,
+    net: &mut N,
+    pool: &mut BufferPool,
+) -> Result<Step, End> {
+    let Some(id) = pipe.buffer else {
+        return Err(End::Internal);
+    };
+    let buf = pool.get(id);
+    let n = write(sink, net, &buf[pipe.start as usize..pipe.end as usize])?;
+    if n == 0 {
+        return Ok(Step::Idle);
+    }
+    pipe.start += n as u16;
+    pipe.bytes += n as u64;
+    if !pipe.pending() {
+        pipe.release(pool);
+    }
+    Ok(Step::Progress)
+}
+
+/// Passes a FIN on once every byte before it has been written.
+fn pass_fin<N: Net>(pipe: &mut Pipe, sink: &mut Peer<N::Stream>, net: &mut N) -> Step {
+    if pipe.sink_shut {
+        return Step::Idle;
+    }
+    if let Some(stream) = sink.stream.as_mut() {
+        net.shutdown_write(stream);
+    }
+    pipe.sink_shut = true;
+    Step::Progress
+}
+
+/// What a relay pipe does to bytes between its read and its write.
 pub enum Transform<'a> {
-    Raw,
+    /// Client to DC: strip the TLS records, then re-encrypt for the DC.
     FromClient {
         deframer: &'a mut Deframer,
         decrypt: &'a mut CtrState,
         encrypt: &'a mut CtrState,
     },
+    /// DC to client: re-encrypt for the client, then frame as one TLS record.
     ToClient {
         decrypt: &'a mut CtrState,
         encrypt: &'a mut CtrState,
     },
 }
 
-pub enum Step {
-    Progress,
-    Idle,
-    NeedBuffer,
-    /// Handshakes hold their share of the pool already: wait for one to finish.
-    HelloCapped,
-}
-
-/// One socket of a session and the readiness epoll last reported for it. Events are
-/// edge-triggered, so readiness is remembered until a read or write says WouldBlock.
-pub struct Peer {
-    pub stream: Option<TcpStream>,
-    pub side: Side,
-    pub readable: bool,
-    pub writable: bool,
-    /// The peer's FIN has arrived (an event said so): read on to the 0, short reads or not.
-    pub hung_up: bool,
-}
-
-impl Peer {
-    pub fn new(side: Side) -> Self {
-        Peer {
-            stream: None,
-            side,
-            readable: false,
-            writable: false,
-            hung_up: false,
-        }
-    }
-
-    /// Takes a new socket, forgetting what was known of the last one.
-    pub fn attach(&mut self, stream: TcpStream) {
-        *self = Peer::new(self.side);
-        self.stream = Some(stream);
-    }
-}
-
-/// One read or one write on a pipe.
-pub fn step(
+/// One read or one write on a relay pipe.
+pub fn relay<N: Net>(
     pipe: &mut Pipe,
-    source: &mut Peer,
-    sink: &mut Peer,
+    source: &mut Peer<N::Stream>,
+    sink: &mut Peer<N::Stream>,
+    net: &mut N,
     pool: &mut BufferPool,
     transform: Transform<'_>,
 ) -> Result<Step, End> {
     if pipe.pending() {
-        return write_pending(pipe, sink, pool);
+        return write_pending(pipe, sink, net, pool);
     }
     pipe.release(pool);
     if pipe.source_closed {
-        if pipe.sink_shut {
-            return Ok(Step::Idle);
-        }
-        // Half-close passes through only once every byte before it has been written.
-        if let Some(stream) = sink.stream.as_ref() {
-            let _ = stream.shutdown(Shutdown::Write);
-        }
-        pipe.sink_shut = true;
-        return Ok(Step::Progress);
+        return Ok(pass_fin(pipe, sink, net));
     }
-    if !source.readable {
+    if !source.ready.readable {
         return Ok(Step::Idle);
     }
-    let Some(stream) = source.stream.as_mut() else {
-        return Err(End::Internal);
-    };
     let Some(id) = pool.take() else {
         return Ok(Step::NeedBuffer);
     };
@@ -130,92 +224,91 @@ pub fn step(
     let buf = pool.get(id);
     let room = match transform {
         Transform::ToClient { .. } => &mut buf[HEADER_LEN..HEADER_LEN + MAX_PAYLOAD_LEN],
-        _ => &mut buf[..],
+        Transform::FromClient { .. } => &mut buf[..],
     };
-    let room_len = room.len();
-    match socket::read(stream, room) {
-        Outcome::Progress(n) => {
-            if n < room_len && !source.hung_up {
-                // A short read drained the socket; epoll reports the next arrival. Not so for a
-                // FIN that came with the data: that edge has passed, so read on to the 0.
-                source.readable = false;
-            }
-            let (start, end) = match transform {
-                Transform::Raw => (0, n),
-                Transform::FromClient {
-                    deframer,
-                    decrypt,
-                    encrypt,
-                } => {
-                    let payload = deframer.deframe(&mut buf[..n]).map_err(End::BadRecord)?;
-                    decrypt.apply(&mut buf[..payload]);
-                    encrypt.apply(&mut buf[..payload]);
-                    (0, payload)
-                }
-                Transform::ToClient { decrypt, encrypt } => {
-                    let data = &mut buf[HEADER_LEN..HEADER_LEN + n];
-                    decrypt.apply(data);
-                    encrypt.apply(data);
-                    let mut header = [0; HEADER_LEN];
-                    record::write_application_data_header(&mut header, n as u16);
-                    buf[..HEADER_LEN].copy_from_slice(&header);
-                    (0, HEADER_LEN + n)
-                }
-            };
-            pipe.start = start as u16;
-            pipe.end = end as u16;
-            if !pipe.pending() {
-                pipe.release(pool);
-            }
-            Ok(Step::Progress)
-        }
-        Outcome::WouldBlock => {
-            source.readable = false;
+    let n = match read(source, net, room, Take::Consume) {
+        Ok(Read::Bytes(n)) => n,
+        Ok(Read::Idle) => {
             pipe.release(pool);
-            Ok(Step::Idle)
+            return Ok(Step::Idle);
         }
-        Outcome::Closed => {
+        Ok(Read::Closed) => {
             pipe.source_closed = true;
             pipe.release(pool);
-            Ok(Step::Progress)
+            return Ok(Step::Progress);
         }
-        Outcome::Failed => {
+        Err(end) => {
             pipe.release(pool);
-            Err(End::Failed(source.side))
+            return Err(end);
         }
+    };
+    let end = match transform {
+        Transform::FromClient {
+            deframer,
+            decrypt,
+            encrypt,
+        } => {
+            let payload = deframer.deframe(&mut buf[..n]).map_err(End::BadRecord)?;
+            decrypt.apply(&mut buf[..payload]);
+            encrypt.apply(&mut buf[..payload]);
+            payload
+        }
+        Transform::ToClient { decrypt, encrypt } => {
+            let data = &mut buf[HEADER_LEN..HEADER_LEN + n];
+            decrypt.apply(data);
+            encrypt.apply(data);
+            let mut header = [0; HEADER_LEN];
+            record::write_application_data_header(&mut header, n as u16);
+            buf[..HEADER_LEN].copy_from_slice(&header);
+            HEADER_LEN + n
+        }
+    };
+    pipe.start = 0;
+    pipe.end = end as u16;
+    if !pipe.pending() {
+        pipe.release(pool);
     }
+    Ok(Step::Progress)
 }
 
-/// One write of the bytes a pipe holds to its sink.
-pub fn write_pending(pipe: &mut Pipe, sink: &mut Peer, pool: &mut BufferPool) -> Result<Step, End> {
-    if !sink.writable {
+/// One peek-write-consume round on a raw pipe, through the loop's scratch area.
+pub fn raw<N: Net>(
+    pipe: &mut Pipe,
+    source: &mut Peer<N::Stream>,
+    sink: &mut Peer<N::Stream>,
+    net: &mut N,
+    scratch: &mut [u8],
+) -> Result<Step, End> {
+    if pipe.source_closed {
+        return Ok(pass_fin(pipe, sink, net));
+    }
+    if !sink.ready.writable {
         return Ok(Step::Idle);
     }
-    let Some(stream) = sink.stream.as_mut() else {
-        return Err(End::Internal);
-    };
-    let Some(id) = pipe.buffer else {
-        return Err(End::Internal);
-    };
-    let buf = pool.get(id);
-    let wanted = &buf[pipe.start as usize..pipe.end as usize];
-    match socket::write(stream, wanted) {
-        Outcome::Progress(n) => {
-            if n < wanted.len() {
-                // The socket buffer is full; epoll reports the next edge when it drains.
-                sink.writable = false;
-            }
-            pipe.start += n as u16;
-            pipe.bytes += n as u64;
-            if !pipe.pending() {
-                pipe.release(pool);
-            }
-            Ok(Step::Progress)
+    let n = match read(source, net, scratch, Take::Peek)? {
+        Read::Bytes(n) => n,
+        Read::Idle => return Ok(Step::Idle),
+        Read::Closed => {
+            pipe.source_closed = true;
+            return Ok(Step::Progress);
         }
-        Outcome::WouldBlock => {
-            sink.writable = false;
-            Ok(Step::Idle)
-        }
-        Outcome::Closed | Outcome::Failed => Err(End::Failed(sink.side)),
+    };
+    let written = write(sink, net, scratch.get(..n).ok_or(End::Internal)?)?;
+    if written < n {
+        // The rest stays queued in the source's socket; keep its readiness for the next round.
+        source.ready.readable = true;
     }
+    if written == 0 {
+        return Ok(Step::Idle);
+    }
+    let Some(stream) = source.stream.as_mut() else {
+        return Err(End::Internal);
+    };
+    // The peeked bytes are queued, so this read takes exactly the `written` bytes.
+    match net.read(stream, scratch.get_mut(..written).ok_or(End::Internal)?) {
+        Outcome::Progress(taken) if taken == written => {}
+        _ => return Err(End::Internal),
+    }
+    pipe.bytes += written as u64;
+    Ok(Step::Progress)
 }

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use super::own_dials::OwnDials;
+
 use crate::proto::dc;
 use crate::proto::replay::ReplayFilter;
 use crate::settings::{Config, LogLevel, PreferIp};
@@ -34,14 +36,15 @@ pub struct Shared {
     pub cert_len: usize,
     pub replay: Mutex<ReplayFilter<RandomState>>,
     pub front: RwLock<FrontAddresses>,
+    /// Front addresses that turned out to lead back to this proxy; never dialled again.
+    pub front_is_self: RwLock<FrontAddresses>,
+    /// Our recent dials to the front, to recognise them if they arrive at our own listeners.
+    pub own_dials: OwnDials,
     pub stop: AtomicBool,
 }
 
 impl Shared {
     pub fn new(config: &Config) -> Self {
-        // An entry must outlive the whole window a hello's timestamp is accepted in: a hello
-        // stamped `skew` ahead stays acceptable until `2 * skew` after it arrived.
-        let ttl = 2 * config.time_skew.as_secs() + 60;
         Shared {
             key: config.secret.key,
             domain: config.secret.domain.as_bytes().to_vec(),
@@ -55,10 +58,11 @@ impl Shared {
             cert_len: DEFAULT_CERT_LEN,
             replay: Mutex::new(ReplayFilter::new(
                 config.replay_cache_bytes,
-                ttl,
                 RandomState::new(),
             )),
             front: RwLock::new([None; MAX_FRONT_ADDRESSES]),
+            front_is_self: RwLock::new([None; MAX_FRONT_ADDRESSES]),
+            own_dials: OwnDials::new(),
             stop: AtomicBool::new(false),
         }
     }
@@ -71,10 +75,9 @@ impl Shared {
         self.stop.load(Ordering::Relaxed)
     }
 
-    /// True if this client random was accepted before (PROTOCOL.md §7).
+    /// True if this client random was accepted before (docs/PROTOCOL.md §7).
     pub fn is_replay(&self, client_random: &[u8; 32]) -> bool {
-        let now = self.started.elapsed().as_secs();
-        self.with_replay(|filter| filter.check_and_insert(client_random, now))
+        self.with_replay(|filter| filter.check_and_insert(client_random))
     }
 
     pub fn replay_memory_bytes(&self) -> usize {
@@ -94,10 +97,32 @@ impl Shared {
         }
     }
 
+    /// The front's addresses, less any that led back to this proxy.
     pub fn front_addresses(&self) -> FrontAddresses {
-        match self.front.read() {
-            Ok(addresses) => *addresses,
-            Err(poisoned) => *poisoned.into_inner(),
+        let all = read(&self.front);
+        let own = read(&self.front_is_self);
+        let mut addresses = [None; MAX_FRONT_ADDRESSES];
+        let usable = all.iter().flatten().filter(|a| !own.contains(&Some(**a)));
+        for (slot, address) in addresses.iter_mut().zip(usable) {
+            *slot = Some(*address);
+        }
+        addresses
+    }
+
+    /// Our dial to `address` arrived at our own listener: never front there again.
+    pub fn mark_front_self(&self, address: SocketAddr) {
+        let mut own = match self.front_is_self.write() {
+            Ok(own) => own,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if own.contains(&Some(address)) {
+            return;
+        }
+        if let Some(slot) = own.iter_mut().find(|slot| slot.is_none()) {
+            *slot = Some(address);
+            eprintln!(
+                "feint: the front address {address} leads back to this proxy; not fronting there"
+            );
         }
     }
 
@@ -134,6 +159,13 @@ impl Shared {
             PreferIp::OnlyIpv4 => v4.clone().nth(attempt),
             PreferIp::OnlyIpv6 => v6.clone().nth(attempt),
         }
+    }
+}
+
+fn read(lock: &RwLock<FrontAddresses>) -> FrontAddresses {
+    match lock.read() {
+        Ok(addresses) => *addresses,
+        Err(poisoned) => *poisoned.into_inner(),
     }
 }
 

@@ -1,20 +1,20 @@
-//! Reads and writes mapped once to an outcome, so sessions never look at an `io::ErrorKind`.
+//! `Net` over real mio sockets: every system call the connection core asks for, with
+//! `io::ErrorKind` mapped once to an `Outcome`, so the core never looks at one.
 
 use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
 
 use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
 
-/// What one read or write did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Moved this many bytes (never 0).
-    Progress(usize),
-    /// Nothing now; wait for the next readiness event.
-    WouldBlock,
-    /// Read: the peer sent FIN. Write: the peer no longer takes bytes.
-    Closed,
-    /// The connection is broken (reset, timeout, ...).
-    Failed,
+use super::net::{CloseStyle, ConnectState, Net, Outcome};
+use super::shared::Shared;
+use super::sys;
+
+pub struct MioNet {
+    pub registry: Registry,
+    pub shared: Arc<Shared>,
 }
 
 fn map(result: io::Result<usize>) -> Outcome {
@@ -29,43 +29,84 @@ fn map(result: io::Result<usize>) -> Outcome {
     }
 }
 
-/// One read, retried on EINTR.
-pub fn read(stream: &mut TcpStream, buf: &mut [u8]) -> Outcome {
+/// Runs `call` again while it fails with EINTR.
+fn retry(mut call: impl FnMut() -> io::Result<usize>) -> Outcome {
     loop {
-        match stream.read(buf) {
+        match call() {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             result => return map(result),
         }
     }
 }
 
-/// One write, retried on EINTR.
-pub fn write(stream: &mut TcpStream, buf: &[u8]) -> Outcome {
-    loop {
-        match stream.write(buf) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            result => return map(result),
+impl Net for MioNet {
+    type Stream = TcpStream;
+
+    fn register(&mut self, stream: &mut TcpStream, token: Token) -> bool {
+        self.registry
+            .register(stream, token, Interest::READABLE | Interest::WRITABLE)
+            .is_ok()
+    }
+
+    fn read(&mut self, stream: &mut TcpStream, buf: &mut [u8]) -> Outcome {
+        retry(|| stream.read(buf))
+    }
+
+    fn peek(&mut self, stream: &mut TcpStream, buf: &mut [u8]) -> Outcome {
+        retry(|| stream.peek(buf))
+    }
+
+    fn write(&mut self, stream: &mut TcpStream, buf: &[u8]) -> Outcome {
+        retry(|| stream.write(buf))
+    }
+
+    fn shutdown_write(&mut self, stream: &mut TcpStream) {
+        let _ = stream.shutdown(Shutdown::Write);
+    }
+
+    fn dial(&mut self, address: SocketAddr, token: Token) -> Option<TcpStream> {
+        let mut stream = TcpStream::connect(address).ok()?;
+        if !self.register(&mut stream, token) {
+            return None;
+        }
+        // Remembered so that, if this connection comes back to one of our own listeners, the
+        // loop recognises itself (a front name that resolves to this machine behind 1:1 NAT).
+        if let Ok(local) = stream.local_addr() {
+            self.shared.own_dials.note(local, address);
+        }
+        Some(stream)
+    }
+
+    /// Called on a writable event of a connecting socket (mio's documented check).
+    fn connect_state(&mut self, stream: &mut TcpStream) -> ConnectState {
+        match stream.take_error() {
+            Ok(Some(_)) | Err(_) => return ConnectState::Failed,
+            Ok(None) => {}
+        }
+        match stream.peer_addr() {
+            Ok(_) => {
+                let _ = stream.set_nodelay(true);
+                ConnectState::Connected
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => ConnectState::Pending,
+            Err(_) => ConnectState::Failed,
         }
     }
-}
 
-/// Whether an outgoing connect has finished, failed, or is still under way.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConnectState {
-    Connected,
-    Pending,
-    Failed,
-}
-
-/// Called on a writable event of a connecting socket (mio's documented check).
-pub fn connect_state(stream: &TcpStream) -> ConnectState {
-    match stream.take_error() {
-        Ok(Some(_)) | Err(_) => return ConnectState::Failed,
-        Ok(None) => {}
+    fn client_verified(&mut self, stream: &mut TcpStream) {
+        let _ = sys::set_keepalive(stream, self.shared.idle_timeout);
     }
-    match stream.peer_addr() {
-        Ok(_) => ConnectState::Connected,
-        Err(e) if e.kind() == io::ErrorKind::NotConnected => ConnectState::Pending,
-        Err(_) => ConnectState::Failed,
+
+    fn dialled_itself(&mut self, stream: &mut TcpStream) -> bool {
+        stream
+            .local_addr()
+            .is_ok_and(|local| self.shared.own_dials.looped(local))
+    }
+
+    fn close(&mut self, mut stream: TcpStream, style: CloseStyle) {
+        let _ = self.registry.deregister(&mut stream);
+        if style == CloseStyle::Reset {
+            let _ = sys::set_linger_zero(&stream);
+        }
     }
 }

@@ -90,6 +90,16 @@ impl RecordingFront {
         self.shared.connections.lock().unwrap().clone()
     }
 
+    /// The connections that carried bytes from a client. feint dials the front for every
+    /// connection it accepts and closes that dial unused when the hello verifies, so a client
+    /// that was served leaves an empty connection here, and only these were fronted.
+    pub fn fronted_connections(&self) -> Vec<FrontConnection> {
+        self.connections()
+            .into_iter()
+            .filter(|c| !c.received.is_empty())
+            .collect()
+    }
+
     /// Waits until `done` holds or `timeout` passes; returns the last snapshot either way.
     pub fn wait_until(
         &self,

@@ -1,0 +1,91 @@
+//! Our recent dials to the front, by local address, so that a dial that arrives back at one of
+//! our own listeners is recognised and not relayed again (a front name that resolves to this
+//! machine, seen through 1:1 NAT, would otherwise make feint dial itself until the table is full).
+//! Fixed memory: one entry per local port modulo the table size; an old entry is overwritten.
+
+use std::net::SocketAddr;
+use std::sync::Mutex;
+
+const ENTRIES: usize = 512;
+
+#[derive(Clone, Copy)]
+struct Entry {
+    local: SocketAddr,
+    target: SocketAddr,
+    /// The dial arrived at our own listener.
+    looped: bool,
+}
+
+pub struct OwnDials {
+    table: Mutex<[Option<Entry>; ENTRIES]>,
+}
+
+impl Default for OwnDials {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl OwnDials {
+    pub fn new() -> Self {
+        OwnDials {
+            table: Mutex::new([None; ENTRIES]),
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut [Option<Entry>; ENTRIES]) -> T) -> T {
+        match self.table.lock() {
+            Ok(mut table) => f(&mut table),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    /// Remembers a dial from `local` to `target`.
+    pub fn note(&self, local: SocketAddr, target: SocketAddr) {
+        self.with(|table| {
+            table[usize::from(local.port()) % ENTRIES] = Some(Entry {
+                local,
+                target,
+                looped: false,
+            });
+        });
+    }
+
+    /// If a connection from `peer` is one of our dials, marks it and returns where it went.
+    pub fn arrived(&self, peer: SocketAddr) -> Option<SocketAddr> {
+        self.with(|table| {
+            let entry = table[usize::from(peer.port()) % ENTRIES].as_mut()?;
+            if entry.local != peer {
+                return None;
+            }
+            entry.looped = true;
+            Some(entry.target)
+        })
+    }
+
+    /// True if the dial from `local` came back to us.
+    pub fn looped(&self, local: SocketAddr) -> bool {
+        self.with(|table| {
+            table[usize::from(local.port()) % ENTRIES]
+                .is_some_and(|entry| entry.local == local && entry.looped)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dial_that_comes_back_is_recognised_and_others_are_not() {
+        let dials = OwnDials::new();
+        let local: SocketAddr = "10.0.0.5:40001".parse().expect("address");
+        let front: SocketAddr = "203.0.113.7:443".parse().expect("address");
+        dials.note(local, front);
+        assert!(!dials.looped(local));
+        let stranger: SocketAddr = "198.51.100.1:40001".parse().expect("address");
+        assert_eq!(dials.arrived(stranger), None);
+        assert_eq!(dials.arrived(local), Some(front));
+        assert!(dials.looped(local));
+    }
+}
