@@ -1,10 +1,10 @@
-//! ReplayFilter: a fixed-size table of recently accepted client randoms (PROTOCOL.md §7).
+//! ReplayFilter: a fixed-size table of recently accepted client randoms (docs/PROTOCOL.md §7).
 //! Callers insert only hellos whose digest and clock passed, so probes cannot evict entries.
 //!
 //! Each entry is the first 16 bytes of a client random and a u32 expiry time. Those bytes are
 //! HMAC output under the secret, so two distinct hellos share them with probability 2^-128:
 //! no false positives in practice. The last four random bytes are left out on purpose: they
-//! carry the timestamp, and anyone can change them without the key (PROTOCOL.md §2.2), so a
+//! carry the timestamp, and anyone can change them without the key (docs/PROTOCOL.md §2.2), so a
 //! replay with a shifted timestamp must still match. Every entry may live in one of two
 //! buckets of eight chosen by the keyed hasher ("two choices"), and goes to the emptier one;
 //! that keeps a table filled to half its capacity from overflowing any bucket in practice,

@@ -30,7 +30,7 @@ pub struct Shared {
     pub log: LogLevel,
     /// Process start, the origin of every monotonic time in feint.
     pub started: Instant,
-    /// Base size of the fake certificate record, drawn once per process (PROTOCOL.md §3.4).
+    /// Base size of the fake certificate record, drawn once per process (docs/PROTOCOL.md §3.4).
     pub cert_len: usize,
     pub replay: Mutex<ReplayFilter<RandomState>>,
     pub front: RwLock<FrontAddresses>,
@@ -71,7 +71,7 @@ impl Shared {
         self.stop.load(Ordering::Relaxed)
     }
 
-    /// True if this client random was accepted before (PROTOCOL.md §7).
+    /// True if this client random was accepted before (docs/PROTOCOL.md §7).
     pub fn is_replay(&self, client_random: &[u8; 32]) -> bool {
         let now = self.started.elapsed().as_secs();
         self.with_replay(|filter| filter.check_and_insert(client_random, now))
