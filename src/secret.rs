@@ -1,17 +1,17 @@
 //! The `ee` secret: 16-byte key and fronting domain; parsing from hex or base64url and
-//! formatting for links (PROTOCOL.md §1). Never prints the key on its own: only `to_hex`,
+//! formatting for links (docs/PROTOCOL.md §1). Never prints the key on its own: only `to_hex`,
 //! `to_base64` and `links` show it, for the commands whose job is to print a secret.
 
 use std::fmt;
 
-/// The first byte of a FakeTLS secret (PROTOCOL.md §1.1).
+/// The first byte of a FakeTLS secret (docs/PROTOCOL.md §1.1).
 const FAKE_TLS_TAG: u8 = 0xee;
 /// The first byte of a `dd` secret, which feint refuses with its own message.
 const SECURE_TAG: u8 = 0xdd;
 pub const KEY_LEN: usize = 16;
-/// The desktop client asserts at least 21 secret bytes, so 4 domain bytes (PROTOCOL.md §1.1).
+/// The desktop client asserts at least 21 secret bytes, so 4 domain bytes (docs/PROTOCOL.md §1.1).
 pub const MIN_DOMAIN_LEN: usize = 4;
-/// TDLib refuses longer secrets so the hello length cannot overflow (PROTOCOL.md §1.1).
+/// TDLib refuses longer secrets so the hello length cannot overflow (docs/PROTOCOL.md §1.1).
 pub const MAX_DOMAIN_LEN: usize = 182;
 const MAX_LABEL_LEN: usize = 63;
 
@@ -68,7 +68,7 @@ impl fmt::Debug for Secret {
 impl Secret {
     /// Parses hex (first) or base64url / standard base64, padding optional.
     pub fn parse(text: &str) -> Result<Secret, SecretError> {
-        // Pasted secrets often carry a newline. TDLib tries hex first (PROTOCOL.md §1.2); text
+        // Pasted secrets often carry a newline. TDLib tries hex first (docs/PROTOCOL.md §1.2); text
         // of hex digits only is never read as base64, so a hex secret cut short is reported as
         // bad hex. No ee secret in base64 is all hex digits: it starts with `7` and `g`..`v`.
         let text = text.trim();
@@ -230,7 +230,7 @@ fn base64url_encode(bytes: &[u8]) -> String {
 }
 
 /// base64url or standard base64 (not mixed), with or without `=` padding, as TDLib accepts
-/// (PROTOCOL.md §1.2; we are laxer in allowing standard base64 without padding). Leftover bits
+/// (docs/PROTOCOL.md §1.2; we are laxer in allowing standard base64 without padding). Leftover bits
 /// in the last character are ignored.
 fn base64_decode(text: &str) -> Option<Vec<u8>> {
     let body = text.trim_end_matches('=');
@@ -273,7 +273,7 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
 
-    /// PROTOCOL.md §10.
+    /// docs/PROTOCOL.md §10.
     const VECTOR_HEX: &str = "ee000102030405060708090a0b0c0d0e0f6578616d706c652e636f6d";
     const VECTOR_BASE64URL: &str = "7gABAgMEBQYHCAkKCwwNDg9leGFtcGxlLmNvbQ";
 

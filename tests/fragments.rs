@@ -1,4 +1,4 @@
-//! Hellos split over several TLS records, as DPI-evasion tools send them (PROTOCOL.md §2.6):
+//! Hellos split over several TLS records, as DPI-evasion tools send them (docs/PROTOCOL.md §2.6):
 //! feint joins up to 10 records and verifies the rebuilt single record; more than that is
 //! fronted with the bytes unchanged.
 

@@ -1,5 +1,5 @@
 //! Everything that is not a valid fresh FakeTLS hello for our secret goes to the real site
-//! (PROTOCOL.md §8): a prober through feint must see exactly what nginx sends it directly.
+//! (docs/PROTOCOL.md §8): a prober through feint must see exactly what nginx sends it directly.
 //!
 //! HTTP answers are compared with the value of the `Date:` header masked (`wire::mask_date`):
 //! the direct and the proxied request may fall on either side of a second boundary, and masking

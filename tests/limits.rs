@@ -393,7 +393,7 @@ fn port_in_use_exits_1_with_an_os_error() {
     assert!(output.to_lowercase().contains("in use"), "{output}");
 }
 
-/// A front that is feint's own listening address would make fronting recurse (PROTOCOL.md §9
+/// A front that is feint's own listening address would make fronting recurse (docs/PROTOCOL.md §9
 /// item 13): feint says so at start and closes what it cannot front.
 #[test]
 fn front_pointing_at_feint_itself_is_refused() {

@@ -61,7 +61,7 @@ fn ctr(key: &[u8], iv: &[u8]) -> CtrState {
     CtrState::new(k, i)
 }
 
-/// A 517-byte hello in the layout of PROTOCOL.md §10, signed for `now`.
+/// A 517-byte hello in the layout of docs/PROTOCOL.md §10, signed for `now`.
 fn hello(now: u32) -> Vec<u8> {
     let mut extensions = Vec::new();
     let name = DOMAIN.as_bytes();

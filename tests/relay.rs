@@ -266,7 +266,7 @@ fn stale_captured_tdlib_connection_is_fronted_unchanged() {
 
 /// The reply is ServerHello + CCS + one ApplicationData record (read and HMAC-checked by the
 /// client), echoes the session id, picks a TLS 1.3 suite, and is followed by silence until the
-/// client speaks: Android HMACs every byte it has received (PROTOCOL.md §3.2).
+/// client speaks: Android HMACs every byte it has received (docs/PROTOCOL.md §3.2).
 #[test]
 fn reply_is_one_flight_then_silence() {
     let s = setup(IpAddr::V4(Ipv4Addr::LOCALHOST), &[]);
@@ -361,7 +361,7 @@ fn wrong_tag_or_unknown_dc_after_the_reply_closes() {
     );
 }
 
-/// A 1.7 KB hello does not fit one segment on a real path (PROTOCOL.md §2.6): written in
+/// A 1.7 KB hello does not fit one segment on a real path (docs/PROTOCOL.md §2.6): written in
 /// pieces of 100 bytes (and of 1 byte for the record header), it is still served.
 #[test]
 fn hello_written_in_pieces_is_served() {

@@ -1,4 +1,4 @@
-//! AES-256-CTR stream state kept as key, IV and position (PROTOCOL.md §5.2).
+//! AES-256-CTR stream state kept as key, IV and position (docs/PROTOCOL.md §5.2).
 //! The key schedule is expanded per call, so an idle session holds 56 bytes per direction
 //! instead of an expanded cipher.
 

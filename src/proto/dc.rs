@@ -1,4 +1,4 @@
-//! Telegram DC addresses for direct mode (PROTOCOL.md §6). Plain data.
+//! Telegram DC addresses for direct mode (docs/PROTOCOL.md §6). Plain data.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -10,7 +10,7 @@ pub struct DcAddresses {
 
 pub const DC_PORT: u16 = 443;
 
-/// The CDN DC id; clients send it as 203 or, for media, -203 (PROTOCOL.md §5.4).
+/// The CDN DC id; clients send it as 203 or, for media, -203 (docs/PROTOCOL.md §5.4).
 pub const CDN_DC: u16 = 203;
 
 static PRODUCTION: [DcAddresses; 5] = [

@@ -1,5 +1,5 @@
 //! The FakeTLS ClientHello: reassembly from the bytes read so far and verification
-//! (PROTOCOL.md §2). Decides as early as possible when bytes cannot be a valid hello.
+//! (docs/PROTOCOL.md §2). Decides as early as possible when bytes cannot be a valid hello.
 
 use std::time::Duration;
 
@@ -8,10 +8,10 @@ use sha2::Sha256;
 
 use super::record::{HANDSHAKE, HEADER_LEN};
 
-/// Smallest and largest handshake payload accepted (PROTOCOL.md §2.3).
+/// Smallest and largest handshake payload accepted (docs/PROTOCOL.md §2.3).
 pub const MIN_HELLO_LEN: usize = 100;
 pub const MAX_HELLO_LEN: usize = 16384;
-/// At most this many `16 03 01` records are joined into one hello (PROTOCOL.md §2.6).
+/// At most this many `16 03 01` records are joined into one hello (docs/PROTOCOL.md §2.6).
 pub const MAX_HELLO_FRAGMENTS: usize = 10;
 /// Size of the single-record form written by `assemble`: header plus the largest handshake.
 pub const MAX_ASSEMBLED_LEN: usize = 5 + MAX_HELLO_LEN;
@@ -28,7 +28,7 @@ const SERVER_NAME_HOST: u8 = 0x00;
 /// Record versions a hello may carry: every client sends `03 01`; telemt also takes `03 03`.
 const HELLO_RECORD_VERSIONS: [[u8; 2]; 2] = [[0x03, 0x01], [0x03, 0x03]];
 
-/// Byte positions in the single-record hello (PROTOCOL.md §2.1):
+/// Byte positions in the single-record hello (docs/PROTOCOL.md §2.1):
 ///
 /// ```text
 /// 0     1       3       5   6       9        11       43      44
@@ -163,7 +163,8 @@ fn join_records(input: &[u8], out: &mut [u8]) -> Result<Option<(usize, usize)>, 
             if fragment == 1 {
                 header.copy_from_slice(input.get(..HEADER_LEN).ok_or(Rejection::Truncated)?);
             } else {
-                // mtg rebuilds the same header and computes the HMAC over it (PROTOCOL.md §2.6).
+                // mtg rebuilds the same header and computes the HMAC over it
+                // (docs/PROTOCOL.md §2.6).
                 let [high, low] = u16::try_from(gathered)
                     .map_err(|_| Rejection::Truncated)?
                     .to_be_bytes();
@@ -229,10 +230,10 @@ pub struct Verified {
     pub timestamp: u32,
 }
 
-/// Checks an assembled hello (PROTOCOL.md §2.4 steps 2-5 and 7): ClientHello structure, SNI equal
-/// to `domain`, digest in constant time, |now - ts| <= max_skew, a TLS 1.3 suite. Replay is the
-/// caller's step. `record` is modified while the digest is computed (the random is zeroed) and
-/// restored before returning.
+/// Checks an assembled hello (docs/PROTOCOL.md §2.4 steps 2-5 and 7): ClientHello structure,
+/// SNI equal to `domain`, digest in constant time, |now - ts| <= max_skew, a TLS 1.3 suite.
+/// Replay is the caller's step. `record` is modified while the digest is computed (the random
+/// is zeroed) and restored before returning.
 pub fn verify(
     record: &mut [u8],
     key: &[u8; 16],
@@ -289,7 +290,7 @@ fn check_digest(record: &mut [u8], key: &[u8; 16], random: &[u8; 32]) -> Result<
     Ok(u32::from_le_bytes(stamp))
 }
 
-/// HMAC-SHA256 with key16 over the concatenation of `parts` (PROTOCOL.md §2.2, §3.3).
+/// HMAC-SHA256 with key16 over the concatenation of `parts` (docs/PROTOCOL.md §2.2, §3.3).
 pub(crate) fn hmac_sha256(key: &[u8; 16], parts: &[&[u8]]) -> [u8; 32] {
     let mut mac =
         <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts keys of any length");
@@ -416,7 +417,7 @@ impl<'a> ClientHello<'a> {
         (session_id, len as u8)
     }
 
-    /// The first offered suite that is TLS 1.3, skipping GREASE (PROTOCOL.md §2.4 step 7).
+    /// The first offered suite that is TLS 1.3, skipping GREASE (docs/PROTOCOL.md §2.4 step 7).
     fn tls13_suite(&self) -> Option<[u8; 2]> {
         self.cipher_suites
             .chunks_exact(2)
@@ -493,7 +494,7 @@ mod tests {
     const T: u32 = 1_700_000_000;
     const WINDOW: Duration = Duration::from_secs(120);
 
-    /// Fills in the client random as a client does (PROTOCOL.md §2.2).
+    /// Fills in the client random as a client does (docs/PROTOCOL.md §2.2).
     fn sign(record: &mut [u8], key: &[u8; 16], timestamp: u32) {
         record[11..43].fill(0);
         let mut random = hmac_sha256(key, &[record]);
@@ -503,7 +504,7 @@ mod tests {
         record[11..43].copy_from_slice(&random);
     }
 
-    /// The 517-byte hello of PROTOCOL.md §10, built exactly as its table says, unsigned.
+    /// The 517-byte hello of docs/PROTOCOL.md §10, built exactly as its table says, unsigned.
     fn reference_hello_unsigned() -> Vec<u8> {
         let mut hello = vec![
             0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,

@@ -1,4 +1,4 @@
-//! obfuscated2 frames (PROTOCOL.md §5): the client's 64-byte header, read with the secret, and
+//! obfuscated2 frames (docs/PROTOCOL.md §5): the client's 64-byte header, read with the secret, and
 //! the header feint sends to the DC, made without it.
 
 use sha2::{Digest, Sha256};
@@ -6,10 +6,10 @@ use sha2::{Digest, Sha256};
 use super::cipher::CtrState;
 
 pub const FRAME_LEN: usize = 64;
-/// Padded intermediate, the only tag accepted inside FakeTLS (PROTOCOL.md §5.3).
+/// Padded intermediate, the only tag accepted inside FakeTLS (docs/PROTOCOL.md §5.3).
 pub const TAG_PADDED_INTERMEDIATE: [u8; 4] = [0xdd; 4];
 
-/// Byte positions in the frame (PROTOCOL.md §5.1):
+/// Byte positions in the frame (docs/PROTOCOL.md §5.1):
 ///
 /// ```text
 /// 0        8             40     56    60   62     64
@@ -30,7 +30,7 @@ mod field {
     pub const PLAIN: Range<usize> = 0..56;
 }
 
-/// First u32 (LE) values a DC would take for another transport (PROTOCOL.md §5.5, §5.6).
+/// First u32 (LE) values a DC would take for another transport (docs/PROTOCOL.md §5.5, §5.6).
 const FORBIDDEN_FIRST_WORDS: [u32; 7] = [
     0x4441_4548, // "HEAD"
     0x5453_4f50, // "POST"
@@ -59,7 +59,7 @@ impl std::fmt::Display for Obfs2Error {
 
 /// The client's frame, decoded.
 pub struct ClientFrame {
-    /// Signed DC id (PROTOCOL.md §5.4).
+    /// Signed DC id (docs/PROTOCOL.md §5.4).
     pub dc: i16,
     /// Client-to-proxy keystream, already at position 64.
     pub decrypt: CtrState,
@@ -119,7 +119,7 @@ pub fn upstream_frame(random: &[u8; FRAME_LEN], dc: i16) -> Option<UpstreamFrame
     let reversed = reversed_keys(&frame);
     let decrypt = CtrState::new(array(&reversed[..32]), array(&reversed[32..]));
 
-    // Unlike mtg, the whole plaintext head goes out as checked above (PROTOCOL.md §5.5).
+    // Unlike mtg, the whole plaintext head goes out as checked above (docs/PROTOCOL.md §5.5).
     let mut wire = frame;
     encrypt.apply(&mut wire);
     wire[field::PLAIN].copy_from_slice(&frame[field::PLAIN]);
@@ -165,7 +165,7 @@ mod tests {
         bytes
     }
 
-    /// The client frame of PROTOCOL.md §10 in plaintext: P[i] = 7i + 3, tag dd, DC 2.
+    /// The client frame of docs/PROTOCOL.md §10 in plaintext: P[i] = 7i + 3, tag dd, DC 2.
     fn reference_client_plaintext() -> [u8; FRAME_LEN] {
         let mut frame = [0; FRAME_LEN];
         for (i, byte) in frame.iter_mut().enumerate().take(56) {
@@ -246,7 +246,7 @@ mod tests {
         assert_eq!(Obfs2Error::BadTag.to_string(), "bad obfs2 tag");
     }
 
-    /// The DC frame plaintext of PROTOCOL.md §10: Q[i] = 11i + 5 with tag and DC 2 set.
+    /// The DC frame plaintext of docs/PROTOCOL.md §10: Q[i] = 11i + 5 with tag and DC 2 set.
     fn reference_upstream_random() -> [u8; FRAME_LEN] {
         let mut random = [0; FRAME_LEN];
         for (i, byte) in random.iter_mut().enumerate() {

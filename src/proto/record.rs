@@ -1,5 +1,5 @@
 //! TLS record headers and the deframer for the client's stream after the handshake
-//! (PROTOCOL.md §4). Works in place on caller buffers; never allocates.
+//! (docs/PROTOCOL.md §4). Works in place on caller buffers; never allocates.
 
 pub const HEADER_LEN: usize = 5;
 pub const CHANGE_CIPHER_SPEC: u8 = 0x14;

@@ -4,7 +4,7 @@
 //! Each entry is the first 16 bytes of a client random and its insertion number. Those bytes are
 //! HMAC output under the secret, so two distinct hellos share them with probability 2^-128:
 //! no false positives in practice. The last four random bytes are left out on purpose: they
-//! carry the timestamp, and anyone can change them without the key (§2.2), so a replay with a
+//! carry the timestamp, and anyone can change them without the key (docs/PROTOCOL.md §2.2), so a replay with a
 //! re-stamped timestamp must still match. That is also why entries never expire by time: a
 //! recorded hello can be re-stamped to any moment, so the only safe horizon is memory. An entry
 //! leaves the table only to make room, oldest first. Every entry may live in one of two buckets

@@ -1,17 +1,17 @@
 //! Our reply flight: ServerHello, CCS and one ApplicationData record standing in for the
-//! certificate, signed as PROTOCOL.md §3 says. Written into the caller's buffer.
+//! certificate, signed as docs/PROTOCOL.md §3 says. Written into the caller's buffer.
 
 use super::hello::{hmac_sha256, Verified};
 use super::record::{APPLICATION_DATA, CHANGE_CIPHER_SPEC, HANDSHAKE};
 
-/// iOS refuses a certificate record over 10 240 bytes (PROTOCOL.md §3.2).
+/// iOS refuses a certificate record over 10 240 bytes (docs/PROTOCOL.md §3.2).
 pub const MAX_CERT_LEN: usize = 10240;
 /// Bytes before the certificate payload with a 32-byte session id.
 pub const FIXED_LEN: usize = 138;
 
 const SERVER_HELLO: u8 = 0x02;
 const TLS12: [u8; 2] = [0x03, 0x03];
-/// Where the server random sits in the reply (PROTOCOL.md §3.1).
+/// Where the server random sits in the reply (docs/PROTOCOL.md §3.1).
 const RANDOM_START: usize = 11;
 const RANDOM_LEN: usize = 32;
 const MAX_SESSION_ID_LEN: usize = 32;
@@ -57,7 +57,7 @@ pub fn emit(
         &handshake_len[1..],
         &TLS12,
         &[0; RANDOM_LEN],
-        // The session id is echoed at the length the client used (PROTOCOL.md §9, item 6).
+        // The session id is echoed at the length the client used (docs/PROTOCOL.md §9, item 6).
         &[hello.session_id_len],
         session_id,
         &hello.cipher_suite,
@@ -80,7 +80,7 @@ pub fn emit(
     }
     debug_assert_eq!(written, total);
 
-    // PROTOCOL.md §3.3: HMAC over the client random and the reply with its random zeroed.
+    // docs/PROTOCOL.md §3.3: HMAC over the client random and the reply with its random zeroed.
     let server_random = hmac_sha256(key, &[&hello.client_random, out]);
     out.get_mut(RANDOM_START..RANDOM_START + RANDOM_LEN)?
         .copy_from_slice(&server_random);
@@ -96,7 +96,7 @@ mod tests {
     use sha2::{Digest, Sha256};
     use std::time::Duration;
 
-    /// What `verify` reads from the PROTOCOL.md §10 hello.
+    /// What `verify` reads from the docs/PROTOCOL.md §10 hello.
     fn reference_verified() -> Verified {
         let mut client_random = [0; 32];
         client_random.copy_from_slice(&hex(
@@ -115,7 +115,7 @@ mod tests {
         }
     }
 
-    /// Checks a reply the way TDLib does (PROTOCOL.md §3.2): framing, then the HMAC.
+    /// Checks a reply the way TDLib does (docs/PROTOCOL.md §3.2): framing, then the HMAC.
     fn client_accepts(reply: &[u8], client_random: &[u8; 32]) -> bool {
         let server_hello_len = usize::from(u16::from_be_bytes([reply[3], reply[4]]));
         let middle = &reply[5 + server_hello_len..];

@@ -1,7 +1,7 @@
-//! Test data shared by the proto unit tests: key16 of PROTOCOL.md §10 and the real TDLib
+//! Test data shared by the proto unit tests: key16 of docs/PROTOCOL.md §10 and the real TDLib
 //! captures in tests/fixtures (their README gives the secret, the times and the DCs).
 
-/// key16 of PROTOCOL.md §10, also the key of the TDLib captures.
+/// key16 of docs/PROTOCOL.md §10, also the key of the TDLib captures.
 pub const KEY: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
 
 /// The domain of the TDLib captures' secret.

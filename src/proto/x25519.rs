@@ -1,5 +1,5 @@
 //! X25519 (RFC 7748) scalar multiplication, and the key share for our ServerHello: a random
-//! point of the prime-order subgroup (PROTOCOL.md §3.5). No allocation.
+//! point of the prime-order subgroup (docs/PROTOCOL.md §3.5). No allocation.
 //!
 //! Field elements mod p = 2^255 - 19 are five 51-bit limbs; products go through u128. The
 //! ladder and every field operation run the same instructions whatever the scalar's bits. The

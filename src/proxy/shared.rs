@@ -32,7 +32,7 @@ pub struct Shared {
     pub log: LogLevel,
     /// Process start, the origin of every monotonic time in feint.
     pub started: Instant,
-    /// Base size of the fake certificate record, drawn once per process (PROTOCOL.md §3.4).
+    /// Base size of the fake certificate record, drawn once per process (docs/PROTOCOL.md §3.4).
     pub cert_len: usize,
     pub replay: Mutex<ReplayFilter<RandomState>>,
     pub front: RwLock<FrontAddresses>,

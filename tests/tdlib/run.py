@@ -3,7 +3,7 @@
 
 TDLib (PyPI `tdjson`) runs `testProxy` once per DC id 1..5 with feint as its MTProto proxy
 (an `ee` FakeTLS secret). feint routes DC N by `--dc N=127.0.0.1:PORT_N` to a fake DC here,
-which decodes feint's keyless obfuscated2 header (PROTOCOL.md §5.5), reads TDLib's first
+which decodes feint's keyless obfuscated2 header (docs/PROTOCOL.md §5.5), reads TDLib's first
 padded-intermediate frame, checks it is an unencrypted `req_pq_multi`, and answers `resPQ` with
 a public-key fingerprint TDLib does not know. TDLib must then report the unknown fingerprint.
 
@@ -64,7 +64,7 @@ def ctr(key, iv):
 
 
 def accept_header(header, secret):
-    """The acceptor's side of PROTOCOL.md §5.2 (with secret) or §5.5 step 3 (without)."""
+    """The acceptor's side of docs/PROTOCOL.md §5.2 (with secret) or §5.5 step 3 (without)."""
     forward = header[8:56]
     reverse = forward[::-1]
 

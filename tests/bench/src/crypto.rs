@@ -1,5 +1,5 @@
-//! AES-256-CTR (128-bit big-endian counter), SHA-256 and HMAC-SHA256, as PROTOCOL.md §2.2 and §5.2
-//! use them, from the same crates feint uses.
+//! AES-256-CTR (128-bit big-endian counter), SHA-256 and HMAC-SHA256, as docs/PROTOCOL.md §2.2
+//! and §5.2 use them, from the same crates feint uses.
 
 use ctr::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
 use hmac::{Hmac, Mac};

@@ -1,8 +1,9 @@
 //! The fake DC: one mio loop holding any number of connections (10,000 idle ones included). On
-//! an obfs2 listener it reads the proxy's 64-byte header without a secret (PROTOCOL.md §5.5); on
-//! a raw listener it reads plain bytes. Then it obeys the client's `Command`. Bulk bytes are
-//! counted, not deciphered, so the DC costs the same behind feint as behind the plain relay;
-//! echoed bytes and ACKs go through the real ciphers, so they prove the keys end to end.
+//! an obfs2 listener it reads the proxy's 64-byte header without a secret
+//! (docs/PROTOCOL.md §5.5); on a raw listener it reads plain bytes. Then it obeys the client's
+//! `Command`. Bulk bytes are counted, not deciphered, so the DC costs the same behind feint as
+//! behind the plain relay; echoed bytes and ACKs go through the real ciphers, so they prove the
+//! keys end to end.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};

@@ -1,4 +1,4 @@
-//! The client's side of FakeTLS (PROTOCOL.md §2–§4): a Chrome-like 517-byte ClientHello signed
+//! The client's side of FakeTLS (docs/PROTOCOL.md §2–§4): a Chrome-like 517-byte ClientHello signed
 //! with key16, the check of the server's reply, and record framing after the handshake.
 
 use std::io::{self, Read};
@@ -7,12 +7,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::crypto::{hmac_sha256, random, random_array};
 
 pub const HEADER_LEN: usize = 5;
-/// Largest record payload real clients send (PROTOCOL.md §4).
+/// Largest record payload real clients send (docs/PROTOCOL.md §4).
 pub const CLIENT_RECORD_LEN: usize = 2878;
 /// The client's ChangeCipherSpec, sent once before its first data record.
 pub const CHANGE_CIPHER_SPEC: [u8; 6] = [0x14, 0x03, 0x03, 0x00, 0x01, 0x01];
 const HELLO_LEN: usize = 517;
-/// The largest reply record we accept (iOS's limit, PROTOCOL.md §3.2).
+/// The largest reply record we accept (iOS's limit, docs/PROTOCOL.md §3.2).
 const MAX_REPLY_RECORD: usize = 10240;
 
 /// `17 03 03` and the BE length.
@@ -22,7 +22,7 @@ pub fn data_header(payload_len: usize) -> [u8; HEADER_LEN] {
     [0x17, 0x03, 0x03, hi, lo]
 }
 
-/// A ClientHello record for `domain`, signed with key16 at unix time `now`, as in PROTOCOL.md
+/// A ClientHello record for `domain`, signed with key16 at unix time `now`, as in docs/PROTOCOL.md
 /// §2.2. Returns the record and its client random.
 pub fn client_hello(key16: &[u8; 16], domain: &[u8], now: u32) -> (Vec<u8>, [u8; 32]) {
     let grease = |b: u8| (b & 0xf0) | 0x0a;
@@ -96,7 +96,7 @@ pub fn client_hello(key16: &[u8; 16], domain: &[u8], now: u32) -> (Vec<u8>, [u8;
     body.extend_from_slice(&(suites.len() as u16).to_be_bytes());
     body.extend_from_slice(&suites);
     body.extend_from_slice(&[0x01, 0x00]);
-    // Pad with extension 00 15 to 517 bytes, as clients did before ML-KEM (PROTOCOL.md §2.3).
+    // Pad with extension 00 15 to 517 bytes, as clients did before ML-KEM (docs/PROTOCOL.md §2.3).
     let fixed = HEADER_LEN + 4 + body.len() + 2 + extensions.len() + 4;
     let padding = HELLO_LEN.saturating_sub(fixed);
     let mut padded = extensions;
@@ -127,8 +127,8 @@ pub fn unix_now() -> u32 {
         .map_or(0, |d| d.as_secs() as u32)
 }
 
-/// Reads the server's reply (ServerHello, CCS, one ApplicationData record; PROTOCOL.md §3) from
-/// a blocking stream and checks its HMAC. Reads exactly the reply, nothing after it.
+/// Reads the server's reply (ServerHello, CCS, one ApplicationData record; docs/PROTOCOL.md §3)
+/// from a blocking stream and checks its HMAC. Reads exactly the reply, nothing after it.
 pub fn read_reply(
     stream: &mut impl Read,
     key16: &[u8; 16],

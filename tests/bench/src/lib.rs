@@ -1,5 +1,5 @@
 //! The pieces of `scripts/bench`: a load client, a fake DC and a plain relay that speak
-//! PROTOCOL.md from the other side (client and DC), and the code that measures and reports.
+//! docs/PROTOCOL.md from the other side (client and DC), and the code that measures and reports.
 //! Loopback only; every loop has a count or a deadline.
 
 pub mod command;

@@ -1,4 +1,4 @@
-//! obfuscated2 headers from both ends (PROTOCOL.md §5): the client's header made with the
+//! obfuscated2 headers from both ends (docs/PROTOCOL.md §5): the client's header made with the
 //! secret, and the DC's view of the proxy's header, read without it.
 
 use crate::crypto::{random_array, sha256, Ctr};
@@ -53,7 +53,7 @@ pub fn initiator_frame(
 }
 
 /// A client's header to a proxy with key16, for DC `dc`, from fresh randomness that avoids the
-/// patterns of PROTOCOL.md §5.5 (so the same frame would also pass as a DC header).
+/// patterns of docs/PROTOCOL.md §5.5 (so the same frame would also pass as a DC header).
 pub fn client_frame(key16: &[u8; 16], dc: i16) -> ([u8; FRAME_LEN], Streams) {
     for _ in 0..1000 {
         let random: [u8; FRAME_LEN] = random_array();
@@ -119,7 +119,7 @@ mod tests {
         out
     }
 
-    // PROTOCOL.md §10, "obfuscated2 from the client".
+    // docs/PROTOCOL.md §10, "obfuscated2 from the client".
     #[test]
     fn client_frame_matches_protocol_vectors() {
         let plain: [u8; 64] = std::array::from_fn(|i| (7 * i + 3) as u8);
@@ -149,7 +149,7 @@ mod tests {
         assert_eq!(accepted.dc, 2);
     }
 
-    // PROTOCOL.md §10, "Header to the DC (no secret)".
+    // docs/PROTOCOL.md §10, "Header to the DC (no secret)".
     #[test]
     fn dc_reads_the_proxy_frame_of_the_protocol_vectors() {
         let plain: [u8; 64] = std::array::from_fn(|i| (11 * i + 5) as u8);

@@ -80,7 +80,7 @@ fn idle_sessions_stay_open_until_closed() {
 #[test]
 fn dc_reads_a_proxy_header_echoes_through_ciphers_and_acks_an_upload() {
     let (_, obfs2) = start_dc();
-    // Echo: header, command and a message, each through the keys of PROTOCOL.md §5.5.
+    // Echo: header, command and a message, each through the keys of docs/PROTOCOL.md §5.5.
     let mut stream = TcpStream::connect(obfs2).unwrap();
     stream.set_read_timeout(Some(LIMIT)).unwrap();
     let random: [u8; 64] = std::array::from_fn(|i| (i * 13 + 1) as u8);

@@ -246,7 +246,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let fragment = flags & 4 != 0 && record.len() > 5;
     if fragment {
-        // A fragmented hello is signed over the rebuilt 16 03 01 header (PROTOCOL.md §2.6).
+        // A fragmented hello is signed over the rebuilt 16 03 01 header (docs/PROTOCOL.md §2.6).
         record[1..3].copy_from_slice(&[0x03, 0x01]);
     }
     if flags & 2 != 0 {

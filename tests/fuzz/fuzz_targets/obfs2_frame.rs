@@ -1,7 +1,7 @@
 //! (c) `obfs2::parse_client_frame` on arbitrary 64 bytes (with the fixture key, or a key from the
 //! input when 80 bytes are given), and `upstream_frame` on the same bytes. Also a round trip: the
 //! same bytes taken as a client's plaintext, with the `dd` tag, encrypted as a client does
-//! (PROTOCOL.md §5.2), must parse back to their DC.
+//! (docs/PROTOCOL.md §5.2), must parse back to their DC.
 #![no_main]
 
 use feint::proto::cipher::CtrState;

@@ -1,5 +1,6 @@
-//! Shared by the fuzz targets: the fixtures, signing a hello as a client does (PROTOCOL.md §2.2),
-//! the §10 reference hello, and the invariants every `assemble` / `verify` result must satisfy.
+//! Shared by the fuzz targets: the fixtures, signing a hello as a client does
+//! (docs/PROTOCOL.md §2.2), the §10 reference hello, and the invariants every `assemble` /
+//! `verify` result must satisfy.
 
 use std::time::Duration;
 
@@ -7,7 +8,7 @@ use feint::proto::hello::{self, Assembly, Rejection, MAX_ASSEMBLED_LEN, TLS13_SU
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-/// key16 of PROTOCOL.md §10 and of the TDLib captures.
+/// key16 of docs/PROTOCOL.md §10 and of the TDLib captures.
 pub const KEY: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
 /// Domain of the TDLib captures.
 pub const TDLIB_DOMAIN: &[u8] = b"www.example.com";
@@ -24,7 +25,7 @@ pub const CAPTURES: [&[u8]; 3] = [
     include_bytes!("../../fixtures/tdlib-1.8.69/client-to-proxy-006.bin"),
 ];
 
-/// Fills in the client random of a single-record hello as a client does (PROTOCOL.md §2.2).
+/// Fills in the client random of a single-record hello as a client does (docs/PROTOCOL.md §2.2).
 /// Does nothing to a record shorter than 43 bytes.
 pub fn sign(record: &mut [u8], key: &[u8; 16], timestamp: u32) {
     let Some(random) = record.get_mut(11..43) else {
@@ -40,7 +41,7 @@ pub fn sign(record: &mut [u8], key: &[u8; 16], timestamp: u32) {
     record[11..43].copy_from_slice(&digest);
 }
 
-/// The 517-byte hello of PROTOCOL.md §10, unsigned.
+/// The 517-byte hello of docs/PROTOCOL.md §10, unsigned.
 pub fn reference_hello_unsigned() -> Vec<u8> {
     let mut hello = vec![
         0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,

@@ -1,4 +1,4 @@
-//! A FakeTLS client: hello, reply check, then obfs2 inside `17 03 03` records (PROTOCOL.md
+//! A FakeTLS client: hello, reply check, then obfs2 inside `17 03 03` records (docs/PROTOCOL.md
 //! §2-§5), as TDLib does it.
 
 use std::io::{self, Read, Write};

@@ -5,7 +5,7 @@ use ctr::cipher::{KeyIvInit, StreamCipher};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-/// AES-256-CTR with a 128-bit big-endian counter (PROTOCOL.md §5.2).
+/// AES-256-CTR with a 128-bit big-endian counter (docs/PROTOCOL.md §5.2).
 pub struct Ctr(ctr::Ctr128BE<Aes256>);
 
 impl Ctr {

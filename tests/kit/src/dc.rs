@@ -1,5 +1,5 @@
 //! A fake Telegram DC on loopback. It reads feint's 64-byte obfs2 header with the keys without
-//! secret (PROTOCOL.md §5.5 step 3, from the DC's side), records the tag and the DC id, then
+//! secret (docs/PROTOCOL.md §5.5 step 3, from the DC's side), records the tag and the DC id, then
 //! echoes the decrypted stream back and keeps a copy for the test.
 
 use std::io::{Read, Write};

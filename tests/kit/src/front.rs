@@ -1,5 +1,5 @@
 //! A recording fronting target: a loopback listener that keeps every byte each connection sent,
-//! so a test can check feint forwarded exactly what the client wrote (PROTOCOL.md §8).
+//! so a test can check feint forwarded exactly what the client wrote (docs/PROTOCOL.md §8).
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};

@@ -1,9 +1,9 @@
-//! ClientHello records as Telegram clients build them (PROTOCOL.md §2): the classic 517-byte
+//! ClientHello records as Telegram clients build them (docs/PROTOCOL.md §2): the classic 517-byte
 //! shape and the current ~1.7 KB TDLib shape, signed with the FakeTLS digest of §2.2.
 
 use crate::crypto::{fill_random, hmac_sha256, random_below, random_bytes};
 
-/// Offset and length of the client random in the record (PROTOCOL.md §2.1).
+/// Offset and length of the client random in the record (docs/PROTOCOL.md §2.1).
 pub const RANDOM_RANGE: std::ops::Range<usize> = 11..43;
 
 /// Which hello to build.
@@ -43,7 +43,7 @@ pub fn build(spec: &HelloSpec) -> Vec<u8> {
     record
 }
 
-/// Writes the FakeTLS digest into `[11..43)` (PROTOCOL.md §2.2).
+/// Writes the FakeTLS digest into `[11..43)` (docs/PROTOCOL.md §2.2).
 pub fn sign(record: &mut [u8], key: &[u8; 16], time: u32) {
     record[RANDOM_RANGE].fill(0);
     let mut digest = hmac_sha256(key, &[record]);
@@ -71,7 +71,7 @@ pub fn client_random(record: &[u8]) -> [u8; 32] {
     record[RANDOM_RANGE].try_into().expect("32 bytes")
 }
 
-/// Seven GREASE values drawn as TDLib does (PROTOCOL.md §2.3), neighbours kept distinct.
+/// Seven GREASE values drawn as TDLib does (docs/PROTOCOL.md §2.3), neighbours kept distinct.
 fn grease_values() -> [u8; 7] {
     let mut g = [0u8; 7];
     fill_random(&mut g);
@@ -197,7 +197,7 @@ fn unsigned_classic(sni: &[u8]) -> Vec<u8> {
     record
 }
 
-/// The current TDLib hello (PROTOCOL.md §2.3): GREASE, then the 16 extensions shuffled, then a
+/// The current TDLib hello (docs/PROTOCOL.md §2.3): GREASE, then the 16 extensions shuffled, then a
 /// one-byte GREASE extension.
 fn unsigned_modern(sni: &[u8]) -> Vec<u8> {
     let g = grease_values();
@@ -256,7 +256,7 @@ mod tests {
         core::array::from_fn(|i| i as u8)
     }
 
-    /// PROTOCOL.md §10: the 517-byte vector hello.
+    /// docs/PROTOCOL.md §10: the 517-byte vector hello.
     fn vector_hello() -> Vec<u8> {
         let mut r = unhex("160301020001 0001fc 0303");
         r.extend_from_slice(&[0; 32]);

@@ -1,6 +1,6 @@
 //! Black-box test kit for feint: an independent FakeTLS + obfuscated2 client, a fake DC, a
 //! recording fronting target, and launchers for nginx and the feint binary.
-//! Written from `PROTOCOL.md` alone, never from feint's `src/proto`.
+//! Written from `docs/PROTOCOL.md` alone, never from feint's `src/proto`.
 
 pub mod client;
 pub mod crypto;

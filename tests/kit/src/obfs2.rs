@@ -1,4 +1,4 @@
-//! obfuscated2 (PROTOCOL.md §5): the 64-byte header, key derivation with and without the
+//! obfuscated2 (docs/PROTOCOL.md §5): the 64-byte header, key derivation with and without the
 //! secret, and padded-intermediate (`dd`) framing.
 
 use crate::crypto::{fill_random, random_below, random_bytes, sha256, Ctr};
@@ -136,7 +136,7 @@ mod tests {
         core::array::from_fn(f)
     }
 
-    /// PROTOCOL.md §10, obfuscated2 from the client, with the vector secret.
+    /// docs/PROTOCOL.md §10, obfuscated2 from the client, with the vector secret.
     #[test]
     fn client_header_matches_the_protocol_vector() {
         let key: [u8; 16] = core::array::from_fn(|i| i as u8);
@@ -157,7 +157,7 @@ mod tests {
         assert_eq!(accepted.dc, 2);
     }
 
-    /// PROTOCOL.md §10, the header to the DC (no secret).
+    /// docs/PROTOCOL.md §10, the header to the DC (no secret).
     #[test]
     fn dc_header_matches_the_protocol_vector() {
         let mut header = header_from(|i| (11 * i + 5) as u8);

@@ -1,4 +1,4 @@
-//! TLS record framing after the handshake (PROTOCOL.md §4).
+//! TLS record framing after the handshake (docs/PROTOCOL.md §4).
 
 use std::io::{self, Read};
 
@@ -10,10 +10,10 @@ pub const APPLICATION_DATA: u8 = 0x17;
 /// The client's one ChangeCipherSpec record.
 pub const CCS: [u8; 6] = [0x14, 0x03, 0x03, 0x00, 0x01, 0x01];
 
-/// The largest record payload Telegram clients send (PROTOCOL.md §4).
+/// The largest record payload Telegram clients send (docs/PROTOCOL.md §4).
 pub const MAX_CLIENT_PAYLOAD: usize = 2878;
 
-/// The largest payload feint may put in a record towards the client (PROTOCOL.md §4).
+/// The largest payload feint may put in a record towards the client (docs/PROTOCOL.md §4).
 pub const MAX_SERVER_PAYLOAD: usize = 16384;
 
 /// `payload` cut into `17 03 03` records of at most `max` bytes each.

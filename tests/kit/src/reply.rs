@@ -1,11 +1,11 @@
-//! The server's FakeTLS reply (PROTOCOL.md §3): read it as TDLib does and check its HMAC.
+//! The server's FakeTLS reply (docs/PROTOCOL.md §3): read it as TDLib does and check its HMAC.
 
 use std::io::{self, Read};
 
 use crate::crypto::hmac_sha256;
 use crate::hello::RANDOM_RANGE;
 
-/// iOS refuses a ServerHello or fake certificate record over this (PROTOCOL.md §3.2).
+/// iOS refuses a ServerHello or fake certificate record over this (docs/PROTOCOL.md §3.2).
 pub const MAX_REPLY_RECORD: usize = 10240;
 
 /// Reads exactly the three records of a FakeTLS reply the way TDLib does: `16 03 03` + length,
@@ -42,7 +42,7 @@ pub fn read(r: &mut impl Read) -> io::Result<Vec<u8>> {
 }
 
 /// True if the reply's server random is HMAC-SHA256(key, client_random ‖ reply with the
-/// random zeroed) (PROTOCOL.md §3.3).
+/// random zeroed) (docs/PROTOCOL.md §3.3).
 pub fn verify(reply: &[u8], client_random: &[u8; 32], key: &[u8; 16]) -> bool {
     let Some(random) = reply.get(RANDOM_RANGE) else {
         return false;
@@ -62,7 +62,7 @@ mod tests {
     use super::*;
     use crate::crypto::{hex, sha256, unhex};
 
-    /// PROTOCOL.md §10: the reply to the vector hello, with its random parts fixed.
+    /// docs/PROTOCOL.md §10: the reply to the vector hello, with its random parts fixed.
     #[test]
     fn verifies_the_protocol_vector() {
         let key: [u8; 16] = core::array::from_fn(|i| i as u8);

@@ -1,4 +1,4 @@
-//! The `ee` secret as the tests hold it: key16 and the domain (PROTOCOL.md §1.1).
+//! The `ee` secret as the tests hold it: key16 and the domain (docs/PROTOCOL.md §1.1).
 
 use crate::crypto::{fill_random, hex};
 

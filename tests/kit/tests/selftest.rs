@@ -1,5 +1,5 @@
 //! The kit checked against itself and against real programs, without feint: the FakeTLS client
-//! against a reference server written here from PROTOCOL.md §3, the fake DC against the kit's
+//! against a reference server written here from docs/PROTOCOL.md §3, the fake DC against the kit's
 //! obfs2 initiator, and nginx against the rustls client and the kit's crafted hellos.
 
 use std::io::{Read, Write};
@@ -18,7 +18,7 @@ use feint_testkit::{tls, unix_now, ClientOptions, FakeTlsClient, Nginx, Secret};
 const DOMAIN: &str = "www.example.com";
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A one-connection FakeTLS server per PROTOCOL.md §3 that echoes the obfs2 stream.
+/// A one-connection FakeTLS server per docs/PROTOCOL.md §3 that echoes the obfs2 stream.
 fn reference_server(secret: Secret) -> (std::net::SocketAddr, thread::JoinHandle<(i16, usize)>) {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
     let addr = listener.local_addr().unwrap();
