@@ -1,14 +1,15 @@
 //! Command line (lexopt) → Command. No config file, no exit: main decides what to do.
 //! Every value is checked here, so `proxy` can trust a `Config` it is handed.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use lexopt::Arg::{Long, Short, Value};
 
+use crate::links;
 use crate::secret::{self, Secret};
 
-pub use crate::settings::{Config, FrontTarget, LogLevel, PreferIp};
+pub use crate::settings::{Config, FrontTarget, LogLevel, PreferIp, PublicAddress};
 
 /// Which encoding `generate-secret` prints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,7 +26,8 @@ pub enum Command {
         encoding: SecretEncoding,
     },
     Access {
-        public: Option<String>,
+        /// At least one.
+        public: Vec<PublicAddress>,
         secret: Secret,
     },
     /// Help text for the top level or a subcommand.
@@ -84,10 +86,6 @@ pub const MAX_BUFFERS: usize = 1 << 16;
 /// Keeps `Instant + duration` far from overflow in the event loop.
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// What `feint access` and `feint run` say when they have no `--public` to put in links.
-pub const NO_PUBLIC_HINT: &str = "pass --public ADDR[:PORT] with this server's public address \
-     to print links; feint never asks a third party for it";
-
 pub const HELP: &str = "\
 feint: a tiny FakeTLS MTProto proxy for Telegram, with domain fronting
 
@@ -96,7 +94,7 @@ Usage:
       Serve Telegram clients that hold SECRET.
   feint generate-secret [--base64] DOMAIN
       Print a fresh ee secret that imitates TLS to DOMAIN.
-  feint access [--public ADDR[:PORT]] SECRET
+  feint access --public ADDR[:PORT] SECRET
       Print the tg:// and https://t.me links for SECRET.
   feint help [COMMAND]
       Print this help or a command's help.
@@ -146,8 +144,9 @@ Options:
       I/O buffers of 16.5 KiB in all, shared by the connections of each event loop;
       idle connections hold none. [default: 512]
       --public ADDR[:PORT]
-      The address clients dial, printed in the links at start. The port defaults to
-      the first --bind's. feint never asks a third party for its address.
+      The address clients dial, printed in the links at start; repeat for several
+      (--public 203.0.113.7 --public [2001:db8::1]). The port defaults to the first
+      --bind's. feint never asks a third party for its address.
   -v, --verbose
       Log one line per connection outcome; without it feint logs start, stop and errors.
   -h, --help
@@ -168,14 +167,15 @@ Options:
 ";
 
 pub const ACCESS_HELP: &str = "\
-Usage: feint access [--public ADDR[:PORT]] SECRET
+Usage: feint access --public ADDR[:PORT] SECRET
 
 Print the tg://proxy and https://t.me/proxy links for SECRET, with the secret in hex.
 
 Options:
       --public ADDR[:PORT]
-      The address clients dial: a DNS name, an IPv4 or an [IPv6] address.
-      Required; feint never asks a third party for its address. [default port: 443]
+      The address clients dial: a DNS name, an IPv4 or an [IPv6] address; repeat for
+      several. Required; feint never asks a third party for its address.
+      [default port: 443]
   -h, --help
       Print this help.
 ";
@@ -214,7 +214,7 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
     let mut idle_timeout = DEFAULT_IDLE_TIMEOUT;
     let mut threads = DEFAULT_THREADS;
     let mut buffers = DEFAULT_BUFFERS;
-    let mut public = None;
+    let mut public = Vec::new();
     let mut log = LogLevel::Quiet;
 
     while let Some(arg) = parser.next()? {
@@ -264,7 +264,7 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
                     parse_count(text, 1, MAX_BUFFERS)
                 })?;
             }
-            Long("public") => public = Some(flag_value(&mut parser, "--public", parse_public)?),
+            Long("public") => add_public(&mut public, &mut parser)?,
             Short('v') | Long("verbose") => log = LogLevel::Verbose,
             Short('h') | Long("help") => return Ok(Command::Help(RUN_HELP)),
             Value(text) if secret.is_none() => secret = Some(parse_secret(&text)?),
@@ -328,16 +328,21 @@ fn parse_generate_secret(mut parser: lexopt::Parser) -> Result<Command, UsageErr
 
 fn parse_access(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
     let mut secret = None;
-    let mut public = None;
+    let mut public = Vec::new();
     while let Some(arg) = parser.next()? {
         match arg {
-            Long("public") => public = Some(flag_value(&mut parser, "--public", parse_public)?),
+            Long("public") => add_public(&mut public, &mut parser)?,
             Short('h') | Long("help") => return Ok(Command::Help(ACCESS_HELP)),
             Value(text) if secret.is_none() => secret = Some(parse_secret(&text)?),
             arg => return Err(unexpected(arg, "access")),
         }
     }
     let secret = secret.ok_or_else(|| UsageError("access: missing SECRET".into()))?;
+    // Without --public there is no honest link to print, and guessing the address would mean
+    // asking a third party.
+    if public.is_empty() {
+        return Err(UsageError(format!("access: {}", links::NO_PUBLIC_HINT)));
+    }
     Ok(Command::Access { public, secret })
 }
 
@@ -363,12 +368,20 @@ fn parse_help(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
     }
 }
 
-/// The host and port that links should carry, from a `--public` value that `parse` accepted.
-/// `default_port` is the port of the first listener (`run`) or 443 (`access`). An IPv6 host
-/// comes back without brackets. `None` only for text that `parse` would have refused.
-pub fn public_endpoint(public: &str, default_port: u16) -> Option<(String, u16)> {
-    let (host, port) = parse_host_port(public).ok()?;
-    Some((host, port.unwrap_or(default_port)))
+/// Reads one `--public` value into `public`, refusing one given twice.
+fn add_public(
+    public: &mut Vec<PublicAddress>,
+    parser: &mut lexopt::Parser,
+) -> Result<(), UsageError> {
+    let address = flag_value(parser, "--public", parse_public)?;
+    if public.contains(&address) {
+        return Err(UsageError(format!(
+            "--public: {} is given twice",
+            address.host
+        )));
+    }
+    public.push(address);
+    Ok(())
 }
 
 /// Reads a flag's value and validates it, so the error names the flag.
@@ -436,9 +449,20 @@ fn parse_front(text: &str) -> Result<FrontTarget, String> {
     })
 }
 
-fn parse_public(text: &str) -> Result<String, String> {
-    parse_host_port(text)?;
-    Ok(text.to_owned())
+fn parse_public(text: &str) -> Result<PublicAddress, String> {
+    let (host, port) = parse_host_port(text)?;
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        if !links::is_dialable(ip) {
+            return Err(format!(
+                "{ip} is not an address a client can dial (it is unspecified, loopback, \
+                 multicast or broadcast); give this server's public address"
+            ));
+        }
+    }
+    Ok(PublicAddress {
+        host: host.to_ascii_lowercase(),
+        port,
+    })
 }
 
 /// `HOST[:PORT]`: HOST is a DNS name, an IPv4 address, or an IPv6 address in brackets; the
@@ -450,6 +474,11 @@ fn parse_host_port(text: &str) -> Result<(String, Option<u16>), String> {
             "{text:?} is not HOST[:PORT], such as example.com:443, 192.0.2.1 or [2001:db8::1]:443"
         )
     };
+    if text.contains('/') {
+        return Err(format!(
+            "{text:?}: give HOST[:PORT] without a scheme or path, such as example.com:443"
+        ));
+    }
     let (host, port) = if let Some(rest) = text.strip_prefix('[') {
         let (inside, after) = rest.split_once(']').ok_or_else(usage)?;
         let ip: Ipv6Addr = inside.parse().map_err(|_| usage())?;
@@ -478,7 +507,11 @@ fn parse_host_port(text: &str) -> Result<(String, Option<u16>), String> {
         None => None,
         Some(port) => match port.parse::<u16>() {
             Ok(port) if port > 0 => Some(port),
-            _ => return Err(format!("{port:?} is not a port from 1 to 65535")),
+            _ => {
+                return Err(format!(
+                    "{text:?} is not HOST[:PORT]: {port:?} is not a port from 1 to 65535"
+                ))
+            }
         },
     };
     Ok((host, port))
@@ -612,7 +645,7 @@ mod tests {
         assert_eq!(config.max_connections, 8192);
         assert_eq!(config.handshake_timeout, Duration::from_secs(10));
         assert_eq!(config.idle_timeout, Duration::from_secs(300));
-        assert_eq!(config.public, None);
+        assert!(config.public.is_empty());
         assert_eq!(config.log, LogLevel::Quiet);
         assert_eq!(config.threads, 0);
         assert_eq!(config.buffers, 512);
@@ -647,7 +680,9 @@ mod tests {
             "--buffers",
             "64",
             "--public",
-            "proxy.example.org:8443",
+            "Proxy.example.org:8443",
+            "--public",
+            "[2001:db8::1]",
             "-v",
             SECRET_BASE64URL,
         ]);
@@ -680,7 +715,19 @@ mod tests {
         assert_eq!(config.idle_timeout, Duration::from_secs(3600));
         assert_eq!(config.threads, 2);
         assert_eq!(config.buffers, 64);
-        assert_eq!(config.public.as_deref(), Some("proxy.example.org:8443"));
+        assert_eq!(
+            config.public,
+            [
+                PublicAddress {
+                    host: "proxy.example.org".into(),
+                    port: Some(8443)
+                },
+                PublicAddress {
+                    host: "2001:db8::1".into(),
+                    port: None
+                }
+            ]
+        );
         assert_eq!(config.log, LogLevel::Verbose);
         assert_eq!(config.secret.domain, "example.com");
     }
@@ -791,6 +838,41 @@ mod tests {
             (&["--buffers", "0"], "--buffers:"),
             (&["--public", "not a host"], "--public:"),
             (&["--public", "203.0.113.7:0"], "--public:"),
+            (
+                &["--public", "203.0.113.7:https"],
+                "--public: \"203.0.113.7:https\" is not HOST[:PORT]: \"https\" is not a port",
+            ),
+            (
+                &["--public", "http://x.y"],
+                "--public: \"http://x.y\": give HOST[:PORT] without a scheme or path",
+            ),
+            (
+                &["--front", "http://x"],
+                "--front: \"http://x\": give HOST[:PORT] without a scheme or path",
+            ),
+            (&["--front", "x.example/"], "without a scheme or path"),
+            (
+                &["--public", "0.0.0.0"],
+                "--public: 0.0.0.0 is not an address a client can dial",
+            ),
+            (&["--public", "[::]:443"], "--public: :: is not an address"),
+            (
+                &["--public", "127.0.0.1"],
+                "--public: 127.0.0.1 is not an address",
+            ),
+            (&["--public", "[::1]"], "--public: ::1 is not an address"),
+            (
+                &["--public", "224.0.0.1"],
+                "--public: 224.0.0.1 is not an address",
+            ),
+            (
+                &["--public", "255.255.255.255"],
+                "--public: 255.255.255.255 is not an address",
+            ),
+            (
+                &["--public", "a.example:443", "--public", "A.example:443"],
+                "--public: a.example is given twice",
+            ),
             (&["--verbose=yes"], "--verbose takes no value"),
             (&["--frobnicate"], "unknown option '--frobnicate'"),
             (&["-x"], "unknown option '-x'"),
@@ -858,42 +940,28 @@ mod tests {
 
     #[test]
     fn access_reads_public_and_secret() {
-        match parse_args(&["access", "--public", "[2001:db8::1]:8443", SECRET_HEX]) {
+        match parse_args(&[
+            "access",
+            "--public",
+            "[2001:db8::1]:8443",
+            "--public",
+            "203.0.113.7",
+            SECRET_HEX,
+        ]) {
             Ok(Command::Access { public, secret }) => {
-                assert_eq!(public.as_deref(), Some("[2001:db8::1]:8443"));
+                let hosts: Vec<_> = public.iter().map(|a| (a.host.as_str(), a.port)).collect();
+                assert_eq!(hosts, [("2001:db8::1", Some(8443)), ("203.0.113.7", None)]);
                 assert_eq!(secret.domain, "example.com");
             }
             other => panic!("{other:?}"),
         }
-        match parse_args(&["access", SECRET_BASE64URL]) {
-            Ok(Command::Access { public: None, .. }) => {}
-            other => panic!("{other:?}"),
-        }
+        assert!(error(&["access", SECRET_BASE64URL]).contains("access: pass --public"));
         assert!(error(&["access"]).contains("missing SECRET"));
+        assert!(error(&["access", "--public", "0.0.0.0", SECRET_HEX])
+            .contains("is not an address a client can dial"));
         assert!(error(&["access", "--public"]).contains("--public needs a value"));
         assert!(error(&["access", "--public", "a b", SECRET_HEX]).contains("--public:"));
         assert!(error(&["access", "--bind", "0.0.0.0:1", SECRET_HEX]).contains("'--bind'"));
-    }
-
-    #[test]
-    fn public_endpoint_defaults_the_port_and_strips_brackets() {
-        let endpoint = |text| public_endpoint(text, 8443);
-        assert_eq!(endpoint("203.0.113.7"), Some(("203.0.113.7".into(), 8443)));
-        assert_eq!(
-            endpoint("203.0.113.7:443"),
-            Some(("203.0.113.7".into(), 443))
-        );
-        assert_eq!(
-            endpoint("proxy.example.org"),
-            Some(("proxy.example.org".into(), 8443))
-        );
-        assert_eq!(endpoint("[2001:db8::1]:1"), Some(("2001:db8::1".into(), 1)));
-        assert_eq!(
-            endpoint("[2001:db8::1]"),
-            Some(("2001:db8::1".into(), 8443))
-        );
-        assert_eq!(endpoint("2001:db8::1"), None);
-        assert_eq!(endpoint("not a host"), None);
     }
 
     #[test]

@@ -3,8 +3,10 @@
 
 use std::fmt;
 use std::io::{self, Write};
+use std::net::SocketAddr;
 
 use feint::cli::{self, Command, SecretEncoding, UsageError};
+use feint::links;
 use feint::proxy;
 use feint::secret::{self, Secret};
 
@@ -63,20 +65,18 @@ fn execute(parser: lexopt::Parser) -> Result<(), Error> {
             print(&format!("{text}\n"))
         }
         Command::Access { public, secret } => {
-            // Without --public there is no honest link to print, and guessing the address
-            // would mean asking a third party.
-            let public =
-                public.ok_or_else(|| Error::Usage(UsageError(cli::NO_PUBLIC_HINT.into())))?;
-            let (host, port) =
-                cli::public_endpoint(&public, cli::DEFAULT_PORT).ok_or_else(|| {
-                    Error::Usage(UsageError(format!(
-                        "--public: {public:?} is not HOST[:PORT]"
-                    )))
-                })?;
-            let [tg, tme] = secret::links(&secret, &host, port);
-            print(&format!("{tg}\n{tme}\n"))
+            let endpoints = links::endpoints(&public, cli::DEFAULT_PORT, &[]);
+            links::write(&mut io::stdout().lock(), &secret, &endpoints).map_err(Error::Output)
         }
-        Command::Run(config) => proxy::run(config).map_err(Error::Run),
+        Command::Run(config) => {
+            let announce = |bound: &[SocketAddr]| {
+                let default_port = bound.first().map_or(cli::DEFAULT_PORT, |a| a.port());
+                let endpoints = links::endpoints(&config.public, default_port, bound);
+                // A closed stderr leaves nobody to tell; the proxy serves all the same.
+                let _ = links::write(&mut io::stderr().lock(), &config.secret, &endpoints);
+            };
+            proxy::run(&config, announce).map_err(Error::Run)
+        }
     }
 }
 

@@ -133,8 +133,62 @@ fn access_prints_links_with_the_public_port() {
 }
 
 #[test]
+fn access_prints_links_for_every_public_address() {
+    let output = feint(&[
+        "access",
+        "--public",
+        "203.0.113.7",
+        "--public",
+        "[2001:db8::1]",
+        SECRET_HEX,
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let servers: Vec<String> = stdout(&output)
+        .lines()
+        .map(|line| line.split('&').next().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(
+        servers,
+        [
+            "tg://proxy?server=203.0.113.7",
+            "https://t.me/proxy?server=203.0.113.7",
+            "tg://proxy?server=2001%3Adb8%3A%3A1",
+            "https://t.me/proxy?server=2001%3Adb8%3A%3A1",
+        ]
+    );
+}
+
+#[test]
 fn access_without_public_says_to_pass_it() {
-    assert_usage_error(&["access", SECRET_HEX], "pass --public");
+    assert_usage_error(&["access", SECRET_HEX], "access: pass --public");
+}
+
+#[test]
+fn addresses_no_client_can_dial_are_refused() {
+    for address in ["0.0.0.0", "[::]", "127.0.0.1:443", "[::1]"] {
+        for command in ["access", "run"] {
+            assert_usage_error(
+                &[command, "--public", address, SECRET_HEX],
+                "is not an address a client can dial",
+            );
+        }
+    }
+}
+
+#[test]
+fn urls_are_refused_with_the_expected_form() {
+    assert_usage_error(
+        &["access", "--public", "http://x.y", SECRET_HEX],
+        "--public: \"http://x.y\": give HOST[:PORT] without a scheme or path, such as example.com:443",
+    );
+    assert_usage_error(
+        &["run", "--front", "https://example.com/", SECRET_HEX],
+        "--front: \"https://example.com/\": give HOST[:PORT] without a scheme or path",
+    );
+    assert_usage_error(
+        &["run", "--front", "example.com:https", SECRET_HEX],
+        "--front: \"example.com:https\" is not HOST[:PORT]: \"https\" is not a port",
+    );
 }
 
 #[test]

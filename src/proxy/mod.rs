@@ -15,8 +15,6 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use crate::cli;
-use crate::secret;
 use crate::settings::Config;
 use event_loop::EventLoop;
 use shared::{FrontAddresses, Shared, MAX_FRONT_ADDRESSES};
@@ -27,9 +25,10 @@ pub use buffer::BUF_LEN;
 const FRONT_REFRESH: Duration = Duration::from_secs(300);
 const FRONT_RETRY: Duration = Duration::from_secs(10);
 
-/// Binds every listener, prints `listening on ADDR` per address and the links, and runs the
-/// event loops until SIGINT or SIGTERM. Errors are for bind failures and other startup faults.
-pub fn run(config: Config) -> io::Result<()> {
+/// Binds every listener, prints `listening on ADDR` per address, hands the bound addresses to
+/// `announce` (main prints the links there), and runs the event loops until SIGINT or SIGTERM.
+/// Errors are for bind failures and other startup faults.
+pub fn run(config: &Config, announce: impl FnOnce(&[SocketAddr])) -> io::Result<()> {
     // Before any thread starts, so every thread inherits the mask and only the signal thread
     // below ever sees SIGINT or SIGTERM.
     sys::block_stop_signals()?;
@@ -55,13 +54,13 @@ pub fn run(config: Config) -> io::Result<()> {
         eprintln!("listening on {address}");
     }
 
-    let mut shared = Shared::new(&config);
+    let mut shared = Shared::new(config);
     let mut draw = [0u8; 2];
     getrandom::getrandom(&mut draw).map_err(|e| io::Error::other(e.to_string()))?;
     shared.cert_len = 2500 + (u16::from_le_bytes(draw) as usize % 2201);
     let shared = Arc::new(shared);
 
-    print_links(&config, &bound);
+    announce(&bound);
     let mut front = FrontResolver {
         host: config.front.host.clone(),
         port: config.front.port,
@@ -169,26 +168,6 @@ pub fn run(config: Config) -> io::Result<()> {
 
 fn mib(bytes: usize) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
-}
-
-/// Prints the links when the public address is known: --public, or a specific bound address.
-fn print_links(config: &Config, bound: &[SocketAddr]) {
-    let Some(first) = bound.first() else {
-        return;
-    };
-    let endpoint = match &config.public {
-        Some(public) => cli::public_endpoint(public, first.port()),
-        None if !first.ip().is_unspecified() => Some((first.ip().to_string(), first.port())),
-        None => None,
-    };
-    match endpoint {
-        Some((host, port)) => {
-            for link in secret::links(&config.secret, &host, port) {
-                eprintln!("{link}");
-            }
-        }
-        None => eprintln!("{}", cli::NO_PUBLIC_HINT),
-    }
 }
 
 /// Resolves the front's name, off the event loops, and says so once when that starts or stops
