@@ -85,6 +85,9 @@ pub const MAX_THREADS: usize = 1024;
 pub const MAX_BUFFERS: usize = 1 << 16;
 /// Keeps `Instant + duration` far from overflow in the event loop.
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+/// The event loop's timer ticks every 100 ms: a shorter timeout would be zero ticks, and
+/// expire at once.
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(100);
 
 pub const HELP: &str = "\
 feint: a tiny FakeTLS MTProto proxy for Telegram, with domain fronting
@@ -153,6 +156,7 @@ Options:
       Print this help.
 
 DURATION is a whole number with ms, s, m or h (500ms, 10s, 5m, 1h); a bare number is seconds.
+Timeouts are at least 100ms (the timer's tick); --time-skew is whole seconds, as hello times are.
 ";
 
 pub const GENERATE_SECRET_HELP: &str = "\
@@ -238,7 +242,7 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
                 prefer_ip = flag_value(&mut parser, "--prefer-ip", parse_prefer_ip)?
             }
             Long("time-skew") => {
-                time_skew = flag_value(&mut parser, "--time-skew", parse_duration)?
+                time_skew = flag_value(&mut parser, "--time-skew", parse_time_skew)?
             }
             Long("replay-cache") => {
                 replay_cache_bytes = flag_value(&mut parser, "--replay-cache", parse_size)?;
@@ -249,10 +253,10 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
                 })?;
             }
             Long("handshake-timeout") => {
-                handshake_timeout = flag_value(&mut parser, "--handshake-timeout", parse_duration)?;
+                handshake_timeout = flag_value(&mut parser, "--handshake-timeout", parse_timeout)?;
             }
             Long("idle-timeout") => {
-                idle_timeout = flag_value(&mut parser, "--idle-timeout", parse_duration)?;
+                idle_timeout = flag_value(&mut parser, "--idle-timeout", parse_timeout)?;
             }
             Long("threads") => {
                 threads = flag_value(&mut parser, "--threads", |text| {
@@ -554,6 +558,29 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// A duration of at least [`MIN_TIMEOUT`], which the timer can honour.
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration < MIN_TIMEOUT {
+        return Err(format!(
+            "{text} is shorter than the timer's tick; the smallest is 100ms"
+        ));
+    }
+    Ok(duration)
+}
+
+/// A whole number of seconds: a hello carries its time in whole seconds
+/// (PROTOCOL.md §2.2), so a window of 500ms would be 0s and refuse every client.
+fn parse_time_skew(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration.subsec_nanos() != 0 {
+        return Err(format!(
+            "{text} is not whole seconds, as a hello's time is; the smallest is 1s"
+        ));
+    }
+    Ok(duration)
+}
+
 /// Bytes, or a whole number with B, KiB, MiB or GiB; from 4KiB to 1GiB.
 fn parse_size(text: &str) -> Result<usize, String> {
     let usage = || format!("{text:?} is not a size such as 65536, 64KiB, 4MiB or 1GiB");
@@ -733,6 +760,26 @@ mod tests {
     }
 
     #[test]
+    fn run_accepts_the_smallest_durations_the_clocks_honour() {
+        let config = run_config(&[
+            "--handshake-timeout",
+            "100ms",
+            "--idle-timeout",
+            "100ms",
+            "--time-skew",
+            "2000ms",
+            SECRET_HEX,
+        ]);
+        assert_eq!(config.handshake_timeout, MIN_TIMEOUT);
+        assert_eq!(config.idle_timeout, MIN_TIMEOUT);
+        assert_eq!(config.time_skew, Duration::from_secs(2));
+        assert_eq!(
+            run_config(&["--time-skew", "1", SECRET_HEX]).time_skew,
+            Duration::from_secs(1)
+        );
+    }
+
+    #[test]
     fn run_accepts_the_secret_before_the_flags() {
         let config = run_config(&[SECRET_HEX, "--verbose", "--prefer-ip", "prefer-ipv6"]);
         assert_eq!(config.log, LogLevel::Verbose);
@@ -832,6 +879,19 @@ mod tests {
             (&["--max-connections", "0"], "--max-connections:"),
             (&["--max-connections", "many"], "--max-connections:"),
             (&["--handshake-timeout", "0ms"], "--handshake-timeout:"),
+            (
+                &["--handshake-timeout", "99ms"],
+                "--handshake-timeout: 99ms is shorter than the timer's tick; the smallest is 100ms",
+            ),
+            (&["--idle-timeout", "1ms"], "--idle-timeout: 1ms is shorter"),
+            (
+                &["--time-skew", "500ms"],
+                "--time-skew: 500ms is not whole seconds, as a hello's time is; the smallest is 1s",
+            ),
+            (
+                &["--time-skew", "1500ms"],
+                "--time-skew: 1500ms is not whole",
+            ),
             (&["--idle-timeout", "soon"], "--idle-timeout:"),
             (&["--threads", "-1"], "--threads"),
             (&["--threads", "100000"], "--threads:"),

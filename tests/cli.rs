@@ -233,6 +233,18 @@ fn bad_command_lines_exit_2_with_one_line() {
             "--idle-timeout",
         ),
         (&["run", "--prefer-ip", "ipv6", SECRET_HEX], "--prefer-ip"),
+        (
+            &["run", "--time-skew", "500ms", SECRET_HEX],
+            "--time-skew: 500ms is not whole seconds, as a hello's time is; the smallest is 1s",
+        ),
+        (
+            &["run", "--handshake-timeout", "1ms", SECRET_HEX],
+            "--handshake-timeout: 1ms is shorter than the timer's tick; the smallest is 100ms",
+        ),
+        (
+            &["run", "--idle-timeout", "50ms", SECRET_HEX],
+            "--idle-timeout: 50ms is shorter than the timer's tick; the smallest is 100ms",
+        ),
         (&["run", SECRET_HEX, "--bind"], "--bind needs a value"),
         (&["generate-secret"], "missing DOMAIN"),
         (&["generate-secret", "abc"], "not a DNS name"),
