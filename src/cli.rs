@@ -142,7 +142,8 @@ Options:
       --idle-timeout DURATION
       Close a connection after this long without traffic. [default: 5m]
       --threads N
-      Event loops; 0 means one per CPU feint may use. [default: 0]
+      Event loops; 0 means one per CPU feint may use. There are never more loops
+      than --max-connections. [default: 0]
       --buffers N
       I/O buffers of 16.5 KiB in all, shared by the connections of each event loop;
       idle connections hold none. [default: 512]

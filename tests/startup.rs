@@ -61,3 +61,56 @@ fn every_public_address_gets_links_with_the_bound_port() {
     }
     assert!(!output.contains("pass --public"), "{output}");
 }
+
+#[test]
+fn start_up_lines_count_in_the_singular_and_the_plural() {
+    let secret = Secret::random(DOMAIN);
+    let one = Feint::start(
+        bin(),
+        &secret,
+        &args(&["--threads", "1", "--max-connections", "1"]),
+    )
+    .unwrap();
+    let output = wait_for(&one, "memory: ");
+    assert!(output.contains("(1 loop; "), "{output}");
+    assert!(output.contains(" for 1 connection, "), "{output}");
+    let two = Feint::start(
+        bin(),
+        &secret,
+        &args(&["--threads", "2", "--max-connections", "2"]),
+    )
+    .unwrap();
+    let output = wait_for(&two, "memory: ");
+    assert!(output.contains("(2 loops; "), "{output}");
+    assert!(output.contains(" for 2 connections, "), "{output}");
+}
+
+#[test]
+fn more_threads_than_connections_are_capped_and_said() {
+    let secret = Secret::random(DOMAIN);
+    let feint = Feint::start(
+        bin(),
+        &secret,
+        &args(&[
+            "--threads",
+            "1000",
+            "--max-connections",
+            "3",
+            "--buffers",
+            "4",
+        ]),
+    )
+    .unwrap();
+    let output = wait_for(&feint, "memory: ");
+    assert!(
+        output.contains("feint: running 3 event loops instead of 1000: each loop needs at least one of the 3 connections"),
+        "{output}"
+    );
+    assert!(
+        output
+            .contains("feint: --buffers 4 raised to 6: each of the 3 event loops needs at least 2"),
+        "{output}"
+    );
+    assert!(output.contains("(3 loops; "), "{output}");
+    assert!(output.contains(" for 3 connections, "), "{output}");
+}
