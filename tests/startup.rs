@@ -114,3 +114,75 @@ fn more_threads_than_connections_are_capped_and_said() {
     assert!(output.contains("(3 loops; "), "{output}");
     assert!(output.contains(" for 3 connections, "), "{output}");
 }
+
+/// A second feint on the port of a running one would join its SO_REUSEPORT group, and the
+/// kernel would split clients between two secrets: it must refuse to start instead.
+#[test]
+fn second_feint_on_the_same_port_refuses_to_start() {
+    let first = Feint::start(bin(), &Secret::random(DOMAIN), &[]).unwrap();
+    let address = first.addr().to_string();
+    let second = Secret::random(DOMAIN);
+    let argv = args(&[
+        "run",
+        "--bind",
+        &address,
+        "--front",
+        feint::NOWHERE,
+        &second.to_hex(),
+    ]);
+    let (status, output) = feint::run_to_exit(bin(), &argv, WAIT).unwrap();
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{output}");
+    let expected = format!(
+        "feint: bind {address}: Address already in use (os error 98); another process \
+         (another feint, or another server) holds it: stop that one or choose another --bind"
+    );
+    assert_eq!(output, expected);
+}
+
+/// The lowest port an unprivileged user may bind, from the kernel.
+fn unprivileged_port_start() -> Option<u16> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").ok()?;
+    text.trim().parse().ok()
+}
+
+/// Binding a low port without the right to says how to get it. As root the test drops to
+/// user 65534 with setpriv (util-linux).
+#[test]
+fn low_port_without_the_right_names_the_fixes() {
+    let Some(start) = unprivileged_port_start().filter(|&start| start > 443) else {
+        eprintln!("skipped: this kernel lets every user bind port 443");
+        return;
+    };
+    assert!(start > 443);
+    let secret = Secret::random(DOMAIN);
+    let binary = bin().display().to_string();
+    // SAFETY: geteuid has no preconditions.
+    let as_root = unsafe { libc::geteuid() } == 0;
+    let (program, mut argv) = if as_root {
+        let drop_root = ["--reuid=65534", "--regid=65534", "--clear-groups", &binary];
+        ("setpriv".to_owned(), args(&drop_root))
+    } else {
+        (binary.clone(), Vec::new())
+    };
+    argv.extend(args(&[
+        "run",
+        "--bind",
+        "127.0.0.1:443",
+        "--front",
+        feint::NOWHERE,
+        &secret.to_hex(),
+    ]));
+    let (status, output) = feint::run_to_exit(&program, &argv, WAIT).unwrap();
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{output}");
+    assert!(
+        output.starts_with("feint: bind 127.0.0.1:443: Permission denied"),
+        "{output}"
+    );
+    for fix in [
+        "scripts/feint.service",
+        &format!("`setcap cap_net_bind_service=+ep {binary}`"),
+        "a port from 1024 up",
+    ] {
+        assert!(output.contains(fix), "{fix}: {output}");
+    }
+}

@@ -53,14 +53,19 @@ pub fn run(config: &Config, announce: impl FnOnce(&[SocketAddr])) -> io::Result<
         );
     }
     let threads = shares.loops();
+    // Every address is checked before any is bound, so our own listener on 0.0.0.0:443 cannot
+    // make [::]:443 look taken. Port 0 asks the kernel for a free port: nothing to check.
+    for &requested in config.binds.iter().filter(|a| a.port() != 0) {
+        sys::check_address_free(requested).map_err(|e| bind_error(requested, e))?;
+    }
     let mut bound: Vec<SocketAddr> = Vec::with_capacity(config.binds.len());
     let mut per_thread: Vec<Vec<std::net::TcpListener>> =
         (0..threads).map(|_| Vec::new()).collect();
     for &requested in &config.binds {
         let mut address = requested;
         for listeners in per_thread.iter_mut() {
-            let listener = sys::reuseport_listener(address)
-                .map_err(|e| io::Error::new(e.kind(), format!("bind {requested}: {e}")))?;
+            let listener =
+                sys::reuseport_listener(address).map_err(|e| bind_error(requested, e))?;
             // With port 0 the first bind picks the port; the other loops join it.
             address = listener.local_addr()?;
             listeners.push(listener);
@@ -180,6 +185,29 @@ pub fn run(config: &Config, announce: impl FnOnce(&[SocketAddr])) -> io::Result<
     drop(wakers);
     eprintln!("stopped");
     result
+}
+
+/// The start-up error for a listener that cannot be bound, with the fix for the two common
+/// causes.
+fn bind_error(address: SocketAddr, error: io::Error) -> io::Error {
+    let advice = match error.kind() {
+        io::ErrorKind::AddrInUse => {
+            "; another process (another feint, or another server) holds it: stop that one or \
+             choose another --bind"
+                .to_owned()
+        }
+        io::ErrorKind::PermissionDenied => {
+            let binary = std::env::current_exe()
+                .map_or_else(|_| "feint".into(), |path| path.display().to_string());
+            format!(
+                "; ports below 1024 need root or CAP_NET_BIND_SERVICE: run it from the systemd \
+                 unit (scripts/feint.service), or `setcap cap_net_bind_service=+ep {binary}` \
+                 as root, or listen on a port from 1024 up"
+            )
+        }
+        _ => String::new(),
+    };
+    io::Error::new(error.kind(), format!("bind {address}: {error}{advice}"))
 }
 
 fn mib(bytes: usize) -> f64 {
