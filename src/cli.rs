@@ -9,7 +9,7 @@ use lexopt::Arg::{Long, Short, Value};
 use crate::links;
 use crate::secret::{self, Secret};
 
-pub use crate::settings::{Config, FrontTarget, LogLevel, PreferIp, PublicAddress};
+pub use crate::settings::{Config, FrontTarget, LinkStyle, LogLevel, PreferIp, PublicAddress};
 
 /// Which encoding `generate-secret` prints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +28,7 @@ pub enum Command {
     Access {
         /// At least one.
         public: Vec<PublicAddress>,
+        link_style: LinkStyle,
         secret: Secret,
     },
     /// Help text for the top level or a subcommand.
@@ -97,7 +98,7 @@ Usage:
       Serve Telegram clients that hold SECRET.
   feint generate-secret [--base64] DOMAIN
       Print a fresh ee secret that imitates TLS to DOMAIN.
-  feint access --public ADDR[:PORT] SECRET
+  feint access [--qr] --public ADDR[:PORT] SECRET
       Print the tg:// and https://t.me links for SECRET.
   feint help [COMMAND]
       Print this help or a command's help.
@@ -151,6 +152,8 @@ Options:
       The address clients dial, printed in the links at start; repeat for several
       (--public 203.0.113.7 --public [2001:db8::1]). The port defaults to the first
       --bind's. feint never asks a third party for its address.
+      --qr
+      Also draw the tg:// link as a QR code at start, for a phone to scan.
   -v, --verbose
       Log one line per connection outcome; without it feint logs start, stop and errors.
   -h, --help
@@ -172,7 +175,7 @@ Options:
 ";
 
 pub const ACCESS_HELP: &str = "\
-Usage: feint access --public ADDR[:PORT] SECRET
+Usage: feint access [--qr] --public ADDR[:PORT] SECRET
 
 Print the tg://proxy and https://t.me/proxy links for SECRET, with the secret in hex.
 
@@ -181,6 +184,8 @@ Options:
       The address clients dial: a DNS name, an IPv4 or an [IPv6] address; repeat for
       several. Required; feint never asks a third party for its address.
       [default port: 443]
+      --qr
+      Also draw the tg:// link as a QR code, for a phone to scan.
   -h, --help
       Print this help.
 ";
@@ -220,6 +225,7 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
     let mut threads = DEFAULT_THREADS;
     let mut buffers = DEFAULT_BUFFERS;
     let mut public = Vec::new();
+    let mut link_style = LinkStyle::Text;
     let mut log = LogLevel::Quiet;
 
     while let Some(arg) = parser.next()? {
@@ -270,6 +276,7 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
                 })?;
             }
             Long("public") => add_public(&mut public, &mut parser)?,
+            Long("qr") => link_style = LinkStyle::TextAndQrCode,
             Short('v') | Long("verbose") => log = LogLevel::Verbose,
             Short('h') | Long("help") => return Ok(Command::Help(RUN_HELP)),
             Value(text) if secret.is_none() => secret = Some(parse_secret(&text)?),
@@ -299,6 +306,7 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
         handshake_timeout,
         idle_timeout,
         public,
+        link_style,
         log,
         threads,
         buffers,
@@ -334,9 +342,11 @@ fn parse_generate_secret(mut parser: lexopt::Parser) -> Result<Command, UsageErr
 fn parse_access(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
     let mut secret = None;
     let mut public = Vec::new();
+    let mut link_style = LinkStyle::Text;
     while let Some(arg) = parser.next()? {
         match arg {
             Long("public") => add_public(&mut public, &mut parser)?,
+            Long("qr") => link_style = LinkStyle::TextAndQrCode,
             Short('h') | Long("help") => return Ok(Command::Help(ACCESS_HELP)),
             Value(text) if secret.is_none() => secret = Some(parse_secret(&text)?),
             arg => return Err(unexpected(arg, "access")),
@@ -348,7 +358,11 @@ fn parse_access(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
     if public.is_empty() {
         return Err(UsageError(format!("access: {}", links::NO_PUBLIC_HINT)));
     }
-    Ok(Command::Access { public, secret })
+    Ok(Command::Access {
+        public,
+        link_style,
+        secret,
+    })
 }
 
 fn parse_help(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
@@ -674,6 +688,7 @@ mod tests {
         assert_eq!(config.handshake_timeout, Duration::from_secs(10));
         assert_eq!(config.idle_timeout, Duration::from_secs(300));
         assert!(config.public.is_empty());
+        assert_eq!(config.link_style, LinkStyle::Text);
         assert_eq!(config.log, LogLevel::Quiet);
         assert_eq!(config.threads, 0);
         assert_eq!(config.buffers, 512);
@@ -711,6 +726,7 @@ mod tests {
             "Proxy.example.org:8443",
             "--public",
             "[2001:db8::1]",
+            "--qr",
             "-v",
             SECRET_BASE64URL,
         ]);
@@ -756,6 +772,7 @@ mod tests {
                 }
             ]
         );
+        assert_eq!(config.link_style, LinkStyle::TextAndQrCode);
         assert_eq!(config.log, LogLevel::Verbose);
         assert_eq!(config.secret.domain, "example.com");
     }
@@ -1009,10 +1026,21 @@ mod tests {
             "203.0.113.7",
             SECRET_HEX,
         ]) {
-            Ok(Command::Access { public, secret }) => {
+            Ok(Command::Access {
+                public,
+                link_style,
+                secret,
+            }) => {
                 let hosts: Vec<_> = public.iter().map(|a| (a.host.as_str(), a.port)).collect();
                 assert_eq!(hosts, [("2001:db8::1", Some(8443)), ("203.0.113.7", None)]);
+                assert_eq!(link_style, LinkStyle::Text);
                 assert_eq!(secret.domain, "example.com");
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse_args(&["access", "--qr", "--public", "203.0.113.7", SECRET_HEX]) {
+            Ok(Command::Access { link_style, .. }) => {
+                assert_eq!(link_style, LinkStyle::TextAndQrCode)
             }
             other => panic!("{other:?}"),
         }
@@ -1077,9 +1105,9 @@ mod tests {
     fn every_accepted_option_is_in_its_help() {
         for (function, help, minimum) in [
             ("parse", HELP, 4),
-            ("parse_run", RUN_HELP, 16),
+            ("parse_run", RUN_HELP, 17),
             ("parse_generate_secret", GENERATE_SECRET_HELP, 3),
-            ("parse_access", ACCESS_HELP, 3),
+            ("parse_access", ACCESS_HELP, 4),
         ] {
             let options = accepted_options(function);
             assert!(options.len() >= minimum, "{function}: {options:?}");

@@ -6,5 +6,6 @@ pub mod cli;
 pub mod links;
 pub mod proto;
 pub mod proxy;
+pub mod qr;
 pub mod secret;
 pub mod settings;

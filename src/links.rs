@@ -1,10 +1,11 @@
-//! What a user shares: the tg:// and t.me links for each address clients dial. `feint access`
-//! prints them, and `feint run` once its listeners are bound. Links never name an address that
-//! no client can dial, such as loopback or 0.0.0.0.
+//! What a user shares: the tg:// and t.me links for each address clients dial, and on request
+//! the tg:// link as a QR code. `feint access` prints them, and `feint run` once its listeners
+//! are bound. Links never name an address that no client can dial, such as loopback or 0.0.0.0.
 
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
 
+use crate::qr::{self, Palette};
 use crate::secret::{self, Secret};
 use crate::settings::PublicAddress;
 
@@ -52,14 +53,25 @@ pub fn endpoints(
         .collect()
 }
 
-/// Writes both links for each endpoint, or [`NO_PUBLIC_HINT`] when there is none.
-pub fn write(out: &mut impl Write, secret: &Secret, endpoints: &[Endpoint]) -> io::Result<()> {
+/// Writes both links for each endpoint, each pair followed by the tg:// link's QR code when
+/// `qr_code` says how to draw one; or [`NO_PUBLIC_HINT`] when there is no endpoint.
+pub fn write(
+    out: &mut impl Write,
+    secret: &Secret,
+    endpoints: &[Endpoint],
+    qr_code: Option<Palette>,
+) -> io::Result<()> {
     if endpoints.is_empty() {
         writeln!(out, "{NO_PUBLIC_HINT}")?;
     }
     for endpoint in endpoints {
-        for link in secret::links(secret, &endpoint.host, endpoint.port) {
-            writeln!(out, "{link}")?;
+        let [tg, tme] = secret::links(secret, &endpoint.host, endpoint.port);
+        writeln!(out, "{tg}\n{tme}")?;
+        if let Some(palette) = qr_code {
+            match qr::render(&tg, palette) {
+                Some(drawing) => write!(out, "{drawing}")?,
+                None => writeln!(out, "(the link is too long for a QR code)")?,
+            }
         }
     }
     out.flush()
@@ -114,7 +126,7 @@ mod tests {
     fn no_endpoint_prints_the_hint_and_no_link() {
         let secret = Secret::with_domain([7; secret::KEY_LEN], "example.com").unwrap();
         let mut out = Vec::new();
-        write(&mut out, &secret, &[]).unwrap();
+        write(&mut out, &secret, &[], Some(Palette::InkIsLight)).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             format!("{NO_PUBLIC_HINT}\n")
@@ -126,7 +138,7 @@ mod tests {
         let secret = Secret::with_domain([7; secret::KEY_LEN], "example.com").unwrap();
         let mut out = Vec::new();
         let endpoints = [endpoint("203.0.113.7", 443), endpoint("2001:db8::1", 8443)];
-        write(&mut out, &secret, &endpoints).unwrap();
+        write(&mut out, &secret, &endpoints, None).unwrap();
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4);

@@ -42,6 +42,13 @@ pub struct PublicAddress {
     pub port: Option<u16>,
 }
 
+/// Whether the links are also drawn as QR codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkStyle {
+    Text,
+    TextAndQrCode,
+}
+
 /// Everything `feint run` needs.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -59,6 +66,7 @@ pub struct Config {
     /// Where clients dial, printed in links; none means only the bound addresses that a client
     /// could dial get links.
     pub public: Vec<PublicAddress>,
+    pub link_style: LinkStyle,
     pub log: LogLevel,
     /// Event-loop threads; 0 means one per CPU the process may use.
     pub threads: usize,

@@ -4,6 +4,7 @@
 use std::process::{Command, Output};
 
 use feint::secret::Secret;
+use feint_testkit::qr;
 
 const SECRET_HEX: &str = "ee000102030405060708090a0b0c0d0e0f6578616d706c652e636f6d";
 
@@ -156,6 +157,33 @@ fn access_prints_links_for_every_public_address() {
             "https://t.me/proxy?server=2001%3Adb8%3A%3A1",
         ]
     );
+}
+
+#[test]
+fn access_qr_draws_each_tg_link_as_a_code_that_scans() {
+    let output = feint(&[
+        "access",
+        "--qr",
+        "--public",
+        "203.0.113.7",
+        "--public",
+        "[2001:db8::1]:8443",
+        SECRET_HEX,
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let tg_links: Vec<String> = text
+        .lines()
+        .filter(|line| line.starts_with("tg://"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(tg_links.len(), 2, "{text}");
+    assert_eq!(qr::decode_all(&text), tg_links, "{text}");
+    assert!(!text.contains('\x1b'), "escape codes on a pipe");
+
+    let plain = stdout(&feint(&["access", "--public", "203.0.113.7", SECRET_HEX]));
+    assert!(qr::decode_all(&plain).is_empty());
+    assert_eq!(plain.lines().count(), 2);
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use feint_testkit::{feint, Feint, Secret};
+use feint_testkit::{feint, qr, Feint, Secret};
 
 const DOMAIN: &str = "www.example.com";
 const WAIT: Duration = Duration::from_secs(10);
@@ -60,6 +60,20 @@ fn every_public_address_gets_links_with_the_bound_port() {
         assert!(output.lines().any(|line| line == link), "{link}\n{output}");
     }
     assert!(!output.contains("pass --public"), "{output}");
+}
+
+#[test]
+fn run_qr_draws_the_tg_link_as_a_code_that_scans() {
+    let secret = Secret::random(DOMAIN);
+    let feint = Feint::start(bin(), &secret, &args(&["--qr", "--public", "203.0.113.7"])).unwrap();
+    let output = wait_for(&feint, "memory: ");
+    let link = format!(
+        "tg://proxy?server=203.0.113.7&port={}&secret={}",
+        feint.addr().port(),
+        secret.to_hex()
+    );
+    assert!(output.lines().any(|line| line == link), "{output}");
+    assert_eq!(qr::decode_all(&output), [link], "{output}");
 }
 
 #[test]
