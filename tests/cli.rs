@@ -57,6 +57,7 @@ fn help_is_printed_for_every_spelling() {
             "--dc",
             "--front",
             "--public",
+            "--qr",
             "--replay-cache",
             "--verbose",
         ] {
@@ -68,7 +69,7 @@ fn help_is_printed_for_every_spelling() {
     assert!(stdout(&output).contains("--base64"));
     let output = feint(&["access", "--help"]);
     assert!(output.status.success());
-    assert!(stdout(&output).contains("--public"));
+    assert!(stdout(&output).contains("Usage: feint access [--qr] --public ADDR[:PORT] SECRET"));
 }
 
 #[test]
