@@ -1,14 +1,15 @@
 //! Command line (lexopt) → Command. No config file, no exit: main decides what to do.
 //! Every value is checked here, so `proxy` can trust a `Config` it is handed.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use lexopt::Arg::{Long, Short, Value};
 
+use crate::links;
 use crate::secret::{self, Secret};
 
-pub use crate::settings::{Config, FrontTarget, LogLevel, PreferIp};
+pub use crate::settings::{Config, FrontTarget, LinkStyle, LogLevel, PreferIp, PublicAddress};
 
 /// Which encoding `generate-secret` prints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,7 +26,9 @@ pub enum Command {
         encoding: SecretEncoding,
     },
     Access {
-        public: Option<String>,
+        /// At least one.
+        public: Vec<PublicAddress>,
+        link_style: LinkStyle,
         secret: Secret,
     },
     /// Help text for the top level or a subcommand.
@@ -83,10 +86,9 @@ pub const MAX_THREADS: usize = 1024;
 pub const MAX_BUFFERS: usize = 1 << 16;
 /// Keeps `Instant + duration` far from overflow in the event loop.
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// What `feint access` and `feint run` say when they have no `--public` to put in links.
-pub const NO_PUBLIC_HINT: &str = "pass --public ADDR[:PORT] with this server's public address \
-     to print links; feint never asks a third party for it";
+/// The event loop's timer ticks every 100 ms: a shorter timeout would be zero ticks, and
+/// expire at once.
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(100);
 
 pub const HELP: &str = "\
 feint: a tiny FakeTLS MTProto proxy for Telegram, with domain fronting
@@ -96,7 +98,7 @@ Usage:
       Serve Telegram clients that hold SECRET.
   feint generate-secret [--base64] DOMAIN
       Print a fresh ee secret that imitates TLS to DOMAIN.
-  feint access [--public ADDR[:PORT]] SECRET
+  feint access [--qr] --public ADDR[:PORT] SECRET
       Print the tg:// and https://t.me links for SECRET.
   feint help [COMMAND]
       Print this help or a command's help.
@@ -141,19 +143,24 @@ Options:
       --idle-timeout DURATION
       Close a connection after this long without traffic. [default: 5m]
       --threads N
-      Event loops; 0 means one per CPU feint may use. [default: 0]
+      Event loops; 0 means one per CPU feint may use. There are never more loops
+      than --max-connections. [default: 0]
       --buffers N
       I/O buffers of 16.5 KiB in all, shared by the connections of each event loop;
       idle connections hold none. [default: 512]
       --public ADDR[:PORT]
-      The address clients dial, printed in the links at start. The port defaults to
-      the first --bind's. feint never asks a third party for its address.
+      The address clients dial, printed in the links at start; repeat for several
+      (--public 203.0.113.7 --public [2001:db8::1]). The port defaults to the first
+      --bind's. feint never asks a third party for its address.
+      --qr
+      Also draw the tg:// link as a QR code at start, for a phone to scan.
   -v, --verbose
       Log one line per connection outcome; without it feint logs start, stop and errors.
   -h, --help
       Print this help.
 
 DURATION is a whole number with ms, s, m or h (500ms, 10s, 5m, 1h); a bare number is seconds.
+Timeouts are at least 100ms (the timer's tick); --time-skew is whole seconds, as hello times are.
 ";
 
 pub const GENERATE_SECRET_HELP: &str = "\
@@ -168,14 +175,17 @@ Options:
 ";
 
 pub const ACCESS_HELP: &str = "\
-Usage: feint access [--public ADDR[:PORT]] SECRET
+Usage: feint access [--qr] --public ADDR[:PORT] SECRET
 
 Print the tg://proxy and https://t.me/proxy links for SECRET, with the secret in hex.
 
 Options:
       --public ADDR[:PORT]
-      The address clients dial: a DNS name, an IPv4 or an [IPv6] address.
-      Required; feint never asks a third party for its address. [default port: 443]
+      The address clients dial: a DNS name, an IPv4 or an [IPv6] address; repeat for
+      several. Required; feint never asks a third party for its address.
+      [default port: 443]
+      --qr
+      Also draw the tg:// link as a QR code, for a phone to scan.
   -h, --help
       Print this help.
 ";
@@ -214,7 +224,8 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
     let mut idle_timeout = DEFAULT_IDLE_TIMEOUT;
     let mut threads = DEFAULT_THREADS;
     let mut buffers = DEFAULT_BUFFERS;
-    let mut public = None;
+    let mut public = Vec::new();
+    let mut link_style = LinkStyle::Text;
     let mut log = LogLevel::Quiet;
 
     while let Some(arg) = parser.next()? {
@@ -238,7 +249,7 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
                 prefer_ip = flag_value(&mut parser, "--prefer-ip", parse_prefer_ip)?
             }
             Long("time-skew") => {
-                time_skew = flag_value(&mut parser, "--time-skew", parse_duration)?
+                time_skew = flag_value(&mut parser, "--time-skew", parse_time_skew)?
             }
             Long("replay-cache") => {
                 replay_cache_bytes = flag_value(&mut parser, "--replay-cache", parse_size)?;
@@ -249,10 +260,10 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
                 })?;
             }
             Long("handshake-timeout") => {
-                handshake_timeout = flag_value(&mut parser, "--handshake-timeout", parse_duration)?;
+                handshake_timeout = flag_value(&mut parser, "--handshake-timeout", parse_timeout)?;
             }
             Long("idle-timeout") => {
-                idle_timeout = flag_value(&mut parser, "--idle-timeout", parse_duration)?;
+                idle_timeout = flag_value(&mut parser, "--idle-timeout", parse_timeout)?;
             }
             Long("threads") => {
                 threads = flag_value(&mut parser, "--threads", |text| {
@@ -264,7 +275,8 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
                     parse_count(text, 1, MAX_BUFFERS)
                 })?;
             }
-            Long("public") => public = Some(flag_value(&mut parser, "--public", parse_public)?),
+            Long("public") => add_public(&mut public, &mut parser)?,
+            Long("qr") => link_style = LinkStyle::TextAndQrCode,
             Short('v') | Long("verbose") => log = LogLevel::Verbose,
             Short('h') | Long("help") => return Ok(Command::Help(RUN_HELP)),
             Value(text) if secret.is_none() => secret = Some(parse_secret(&text)?),
@@ -294,6 +306,7 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
         handshake_timeout,
         idle_timeout,
         public,
+        link_style,
         log,
         threads,
         buffers,
@@ -328,17 +341,28 @@ fn parse_generate_secret(mut parser: lexopt::Parser) -> Result<Command, UsageErr
 
 fn parse_access(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
     let mut secret = None;
-    let mut public = None;
+    let mut public = Vec::new();
+    let mut link_style = LinkStyle::Text;
     while let Some(arg) = parser.next()? {
         match arg {
-            Long("public") => public = Some(flag_value(&mut parser, "--public", parse_public)?),
+            Long("public") => add_public(&mut public, &mut parser)?,
+            Long("qr") => link_style = LinkStyle::TextAndQrCode,
             Short('h') | Long("help") => return Ok(Command::Help(ACCESS_HELP)),
             Value(text) if secret.is_none() => secret = Some(parse_secret(&text)?),
             arg => return Err(unexpected(arg, "access")),
         }
     }
     let secret = secret.ok_or_else(|| UsageError("access: missing SECRET".into()))?;
-    Ok(Command::Access { public, secret })
+    // Without --public there is no honest link to print, and guessing the address would mean
+    // asking a third party.
+    if public.is_empty() {
+        return Err(UsageError(format!("access: {}", links::NO_PUBLIC_HINT)));
+    }
+    Ok(Command::Access {
+        public,
+        link_style,
+        secret,
+    })
 }
 
 fn parse_help(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
@@ -363,12 +387,20 @@ fn parse_help(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
     }
 }
 
-/// The host and port that links should carry, from a `--public` value that `parse` accepted.
-/// `default_port` is the port of the first listener (`run`) or 443 (`access`). An IPv6 host
-/// comes back without brackets. `None` only for text that `parse` would have refused.
-pub fn public_endpoint(public: &str, default_port: u16) -> Option<(String, u16)> {
-    let (host, port) = parse_host_port(public).ok()?;
-    Some((host, port.unwrap_or(default_port)))
+/// Reads one `--public` value into `public`, refusing one given twice.
+fn add_public(
+    public: &mut Vec<PublicAddress>,
+    parser: &mut lexopt::Parser,
+) -> Result<(), UsageError> {
+    let address = flag_value(parser, "--public", parse_public)?;
+    if public.contains(&address) {
+        return Err(UsageError(format!(
+            "--public: {} is given twice",
+            address.host
+        )));
+    }
+    public.push(address);
+    Ok(())
 }
 
 /// Reads a flag's value and validates it, so the error names the flag.
@@ -436,9 +468,20 @@ fn parse_front(text: &str) -> Result<FrontTarget, String> {
     })
 }
 
-fn parse_public(text: &str) -> Result<String, String> {
-    parse_host_port(text)?;
-    Ok(text.to_owned())
+fn parse_public(text: &str) -> Result<PublicAddress, String> {
+    let (host, port) = parse_host_port(text)?;
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        if !links::is_dialable(ip) {
+            return Err(format!(
+                "{ip} is not an address a client can dial (it is unspecified, loopback, \
+                 multicast or broadcast); give this server's public address"
+            ));
+        }
+    }
+    Ok(PublicAddress {
+        host: host.to_ascii_lowercase(),
+        port,
+    })
 }
 
 /// `HOST[:PORT]`: HOST is a DNS name, an IPv4 address, or an IPv6 address in brackets; the
@@ -450,6 +493,11 @@ fn parse_host_port(text: &str) -> Result<(String, Option<u16>), String> {
             "{text:?} is not HOST[:PORT], such as example.com:443, 192.0.2.1 or [2001:db8::1]:443"
         )
     };
+    if text.contains('/') {
+        return Err(format!(
+            "{text:?}: give HOST[:PORT] without a scheme or path, such as example.com:443"
+        ));
+    }
     let (host, port) = if let Some(rest) = text.strip_prefix('[') {
         let (inside, after) = rest.split_once(']').ok_or_else(usage)?;
         let ip: Ipv6Addr = inside.parse().map_err(|_| usage())?;
@@ -478,7 +526,11 @@ fn parse_host_port(text: &str) -> Result<(String, Option<u16>), String> {
         None => None,
         Some(port) => match port.parse::<u16>() {
             Ok(port) if port > 0 => Some(port),
-            _ => return Err(format!("{port:?} is not a port from 1 to 65535")),
+            _ => {
+                return Err(format!(
+                    "{text:?} is not HOST[:PORT]: {port:?} is not a port from 1 to 65535"
+                ))
+            }
         },
     };
     Ok((host, port))
@@ -517,6 +569,29 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     }
     if duration > MAX_DURATION {
         return Err(too_long());
+    }
+    Ok(duration)
+}
+
+/// A duration of at least [`MIN_TIMEOUT`], which the timer can honour.
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration < MIN_TIMEOUT {
+        return Err(format!(
+            "{text} is shorter than the timer's tick; the smallest is 100ms"
+        ));
+    }
+    Ok(duration)
+}
+
+/// A whole number of seconds: a hello carries its time in whole seconds
+/// (PROTOCOL.md §2.2), so a window of 500ms would be 0s and refuse every client.
+fn parse_time_skew(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration.subsec_nanos() != 0 {
+        return Err(format!(
+            "{text} is not whole seconds, as a hello's time is; the smallest is 1s"
+        ));
     }
     Ok(duration)
 }
@@ -612,7 +687,8 @@ mod tests {
         assert_eq!(config.max_connections, 8192);
         assert_eq!(config.handshake_timeout, Duration::from_secs(10));
         assert_eq!(config.idle_timeout, Duration::from_secs(300));
-        assert_eq!(config.public, None);
+        assert!(config.public.is_empty());
+        assert_eq!(config.link_style, LinkStyle::Text);
         assert_eq!(config.log, LogLevel::Quiet);
         assert_eq!(config.threads, 0);
         assert_eq!(config.buffers, 512);
@@ -647,7 +723,10 @@ mod tests {
             "--buffers",
             "64",
             "--public",
-            "proxy.example.org:8443",
+            "Proxy.example.org:8443",
+            "--public",
+            "[2001:db8::1]",
+            "--qr",
             "-v",
             SECRET_BASE64URL,
         ]);
@@ -680,9 +759,42 @@ mod tests {
         assert_eq!(config.idle_timeout, Duration::from_secs(3600));
         assert_eq!(config.threads, 2);
         assert_eq!(config.buffers, 64);
-        assert_eq!(config.public.as_deref(), Some("proxy.example.org:8443"));
+        assert_eq!(
+            config.public,
+            [
+                PublicAddress {
+                    host: "proxy.example.org".into(),
+                    port: Some(8443)
+                },
+                PublicAddress {
+                    host: "2001:db8::1".into(),
+                    port: None
+                }
+            ]
+        );
+        assert_eq!(config.link_style, LinkStyle::TextAndQrCode);
         assert_eq!(config.log, LogLevel::Verbose);
         assert_eq!(config.secret.domain, "example.com");
+    }
+
+    #[test]
+    fn run_accepts_the_smallest_durations_the_clocks_honour() {
+        let config = run_config(&[
+            "--handshake-timeout",
+            "100ms",
+            "--idle-timeout",
+            "100ms",
+            "--time-skew",
+            "2000ms",
+            SECRET_HEX,
+        ]);
+        assert_eq!(config.handshake_timeout, MIN_TIMEOUT);
+        assert_eq!(config.idle_timeout, MIN_TIMEOUT);
+        assert_eq!(config.time_skew, Duration::from_secs(2));
+        assert_eq!(
+            run_config(&["--time-skew", "1", SECRET_HEX]).time_skew,
+            Duration::from_secs(1)
+        );
     }
 
     #[test]
@@ -785,12 +897,60 @@ mod tests {
             (&["--max-connections", "0"], "--max-connections:"),
             (&["--max-connections", "many"], "--max-connections:"),
             (&["--handshake-timeout", "0ms"], "--handshake-timeout:"),
+            (
+                &["--handshake-timeout", "99ms"],
+                "--handshake-timeout: 99ms is shorter than the timer's tick; the smallest is 100ms",
+            ),
+            (&["--idle-timeout", "1ms"], "--idle-timeout: 1ms is shorter"),
+            (
+                &["--time-skew", "500ms"],
+                "--time-skew: 500ms is not whole seconds, as a hello's time is; the smallest is 1s",
+            ),
+            (
+                &["--time-skew", "1500ms"],
+                "--time-skew: 1500ms is not whole",
+            ),
             (&["--idle-timeout", "soon"], "--idle-timeout:"),
             (&["--threads", "-1"], "--threads"),
             (&["--threads", "100000"], "--threads:"),
             (&["--buffers", "0"], "--buffers:"),
             (&["--public", "not a host"], "--public:"),
             (&["--public", "203.0.113.7:0"], "--public:"),
+            (
+                &["--public", "203.0.113.7:https"],
+                "--public: \"203.0.113.7:https\" is not HOST[:PORT]: \"https\" is not a port",
+            ),
+            (
+                &["--public", "http://x.y"],
+                "--public: \"http://x.y\": give HOST[:PORT] without a scheme or path",
+            ),
+            (
+                &["--front", "http://x"],
+                "--front: \"http://x\": give HOST[:PORT] without a scheme or path",
+            ),
+            (&["--front", "x.example/"], "without a scheme or path"),
+            (
+                &["--public", "0.0.0.0"],
+                "--public: 0.0.0.0 is not an address a client can dial",
+            ),
+            (&["--public", "[::]:443"], "--public: :: is not an address"),
+            (
+                &["--public", "127.0.0.1"],
+                "--public: 127.0.0.1 is not an address",
+            ),
+            (&["--public", "[::1]"], "--public: ::1 is not an address"),
+            (
+                &["--public", "224.0.0.1"],
+                "--public: 224.0.0.1 is not an address",
+            ),
+            (
+                &["--public", "255.255.255.255"],
+                "--public: 255.255.255.255 is not an address",
+            ),
+            (
+                &["--public", "a.example:443", "--public", "A.example:443"],
+                "--public: a.example is given twice",
+            ),
             (&["--verbose=yes"], "--verbose takes no value"),
             (&["--frobnicate"], "unknown option '--frobnicate'"),
             (&["-x"], "unknown option '-x'"),
@@ -858,42 +1018,39 @@ mod tests {
 
     #[test]
     fn access_reads_public_and_secret() {
-        match parse_args(&["access", "--public", "[2001:db8::1]:8443", SECRET_HEX]) {
-            Ok(Command::Access { public, secret }) => {
-                assert_eq!(public.as_deref(), Some("[2001:db8::1]:8443"));
+        match parse_args(&[
+            "access",
+            "--public",
+            "[2001:db8::1]:8443",
+            "--public",
+            "203.0.113.7",
+            SECRET_HEX,
+        ]) {
+            Ok(Command::Access {
+                public,
+                link_style,
+                secret,
+            }) => {
+                let hosts: Vec<_> = public.iter().map(|a| (a.host.as_str(), a.port)).collect();
+                assert_eq!(hosts, [("2001:db8::1", Some(8443)), ("203.0.113.7", None)]);
+                assert_eq!(link_style, LinkStyle::Text);
                 assert_eq!(secret.domain, "example.com");
             }
             other => panic!("{other:?}"),
         }
-        match parse_args(&["access", SECRET_BASE64URL]) {
-            Ok(Command::Access { public: None, .. }) => {}
+        match parse_args(&["access", "--qr", "--public", "203.0.113.7", SECRET_HEX]) {
+            Ok(Command::Access { link_style, .. }) => {
+                assert_eq!(link_style, LinkStyle::TextAndQrCode)
+            }
             other => panic!("{other:?}"),
         }
+        assert!(error(&["access", SECRET_BASE64URL]).contains("access: pass --public"));
         assert!(error(&["access"]).contains("missing SECRET"));
+        assert!(error(&["access", "--public", "0.0.0.0", SECRET_HEX])
+            .contains("is not an address a client can dial"));
         assert!(error(&["access", "--public"]).contains("--public needs a value"));
         assert!(error(&["access", "--public", "a b", SECRET_HEX]).contains("--public:"));
         assert!(error(&["access", "--bind", "0.0.0.0:1", SECRET_HEX]).contains("'--bind'"));
-    }
-
-    #[test]
-    fn public_endpoint_defaults_the_port_and_strips_brackets() {
-        let endpoint = |text| public_endpoint(text, 8443);
-        assert_eq!(endpoint("203.0.113.7"), Some(("203.0.113.7".into(), 8443)));
-        assert_eq!(
-            endpoint("203.0.113.7:443"),
-            Some(("203.0.113.7".into(), 443))
-        );
-        assert_eq!(
-            endpoint("proxy.example.org"),
-            Some(("proxy.example.org".into(), 8443))
-        );
-        assert_eq!(endpoint("[2001:db8::1]:1"), Some(("2001:db8::1".into(), 1)));
-        assert_eq!(
-            endpoint("[2001:db8::1]"),
-            Some(("2001:db8::1".into(), 8443))
-        );
-        assert_eq!(endpoint("2001:db8::1"), None);
-        assert_eq!(endpoint("not a host"), None);
     }
 
     #[test]
@@ -948,9 +1105,9 @@ mod tests {
     fn every_accepted_option_is_in_its_help() {
         for (function, help, minimum) in [
             ("parse", HELP, 4),
-            ("parse_run", RUN_HELP, 16),
+            ("parse_run", RUN_HELP, 17),
             ("parse_generate_secret", GENERATE_SECRET_HELP, 3),
-            ("parse_access", ACCESS_HELP, 3),
+            ("parse_access", ACCESS_HELP, 4),
         ] {
             let options = accepted_options(function);
             assert!(options.len() >= minimum, "{function}: {options:?}");

@@ -3,7 +3,9 @@
 #![deny(unsafe_code)]
 
 pub mod cli;
+pub mod links;
 pub mod proto;
 pub mod proxy;
+pub mod qr;
 pub mod secret;
 pub mod settings;

@@ -2,10 +2,13 @@
 //! fatal error and exits: 2 for a usage error, 1 for anything else.
 
 use std::fmt;
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
+use std::net::SocketAddr;
 
-use feint::cli::{self, Command, SecretEncoding, UsageError};
+use feint::cli::{self, Command, LinkStyle, SecretEncoding, UsageError};
+use feint::links;
 use feint::proxy;
+use feint::qr::Palette;
 use feint::secret::{self, Secret};
 
 /// Why feint stopped.
@@ -62,21 +65,37 @@ fn execute(parser: lexopt::Parser) -> Result<(), Error> {
             };
             print(&format!("{text}\n"))
         }
-        Command::Access { public, secret } => {
-            // Without --public there is no honest link to print, and guessing the address
-            // would mean asking a third party.
-            let public =
-                public.ok_or_else(|| Error::Usage(UsageError(cli::NO_PUBLIC_HINT.into())))?;
-            let (host, port) =
-                cli::public_endpoint(&public, cli::DEFAULT_PORT).ok_or_else(|| {
-                    Error::Usage(UsageError(format!(
-                        "--public: {public:?} is not HOST[:PORT]"
-                    )))
-                })?;
-            let [tg, tme] = secret::links(&secret, &host, port);
-            print(&format!("{tg}\n{tme}\n"))
+        Command::Access {
+            public,
+            link_style,
+            secret,
+        } => {
+            let endpoints = links::endpoints(&public, cli::DEFAULT_PORT, &[]);
+            let stdout = io::stdout();
+            let qr_code = qr_palette(link_style, &stdout);
+            links::write(&mut stdout.lock(), &secret, &endpoints, qr_code).map_err(Error::Output)
         }
-        Command::Run(config) => proxy::run(config).map_err(Error::Run),
+        Command::Run(config) => {
+            let announce = |bound: &[SocketAddr]| {
+                let default_port = bound.first().map_or(cli::DEFAULT_PORT, |a| a.port());
+                let endpoints = links::endpoints(&config.public, default_port, bound);
+                let stderr = io::stderr();
+                let qr_code = qr_palette(config.link_style, &stderr);
+                // A closed stderr leaves nobody to tell; the proxy serves all the same.
+                let _ = links::write(&mut stderr.lock(), &config.secret, &endpoints, qr_code);
+            };
+            proxy::run(&config, announce).map_err(Error::Run)
+        }
+    }
+}
+
+/// How to draw QR codes on `stream`, if at all: black on white for a terminal, whatever its
+/// theme; plain characters for a pipe or a log, where escape codes would be noise.
+fn qr_palette(style: LinkStyle, stream: &impl IsTerminal) -> Option<Palette> {
+    match style {
+        LinkStyle::Text => None,
+        LinkStyle::TextAndQrCode if stream.is_terminal() => Some(Palette::BlackOnWhite),
+        LinkStyle::TextAndQrCode => Some(Palette::InkIsLight),
     }
 }
 

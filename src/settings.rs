@@ -33,6 +33,22 @@ pub struct FrontTarget {
     pub port: u16,
 }
 
+/// An address clients dial, from `--public`: a DNS name, or an IP address that is neither
+/// loopback nor unspecified (IPv6 without brackets). Without a port, links use the port of
+/// the first listener (`run`) or 443 (`access`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicAddress {
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+/// Whether the links are also drawn as QR codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkStyle {
+    Text,
+    TextAndQrCode,
+}
+
 /// Everything `feint run` needs.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -47,8 +63,10 @@ pub struct Config {
     pub max_connections: usize,
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
-    /// Host or address, with optional port, printed in links.
-    pub public: Option<String>,
+    /// Where clients dial, printed in links; none means only the bound addresses that a client
+    /// could dial get links.
+    pub public: Vec<PublicAddress>,
+    pub link_style: LinkStyle,
     pub log: LogLevel,
     /// Event-loop threads; 0 means one per CPU the process may use.
     pub threads: usize,

@@ -4,6 +4,7 @@
 use std::process::{Command, Output};
 
 use feint::secret::Secret;
+use feint_testkit::qr;
 
 const SECRET_HEX: &str = "ee000102030405060708090a0b0c0d0e0f6578616d706c652e636f6d";
 
@@ -56,6 +57,7 @@ fn help_is_printed_for_every_spelling() {
             "--dc",
             "--front",
             "--public",
+            "--qr",
             "--replay-cache",
             "--verbose",
         ] {
@@ -67,7 +69,7 @@ fn help_is_printed_for_every_spelling() {
     assert!(stdout(&output).contains("--base64"));
     let output = feint(&["access", "--help"]);
     assert!(output.status.success());
-    assert!(stdout(&output).contains("--public"));
+    assert!(stdout(&output).contains("Usage: feint access [--qr] --public ADDR[:PORT] SECRET"));
 }
 
 #[test]
@@ -133,8 +135,89 @@ fn access_prints_links_with_the_public_port() {
 }
 
 #[test]
+fn access_prints_links_for_every_public_address() {
+    let output = feint(&[
+        "access",
+        "--public",
+        "203.0.113.7",
+        "--public",
+        "[2001:db8::1]",
+        SECRET_HEX,
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let servers: Vec<String> = stdout(&output)
+        .lines()
+        .map(|line| line.split('&').next().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(
+        servers,
+        [
+            "tg://proxy?server=203.0.113.7",
+            "https://t.me/proxy?server=203.0.113.7",
+            "tg://proxy?server=2001%3Adb8%3A%3A1",
+            "https://t.me/proxy?server=2001%3Adb8%3A%3A1",
+        ]
+    );
+}
+
+#[test]
+fn access_qr_draws_each_tg_link_as_a_code_that_scans() {
+    let output = feint(&[
+        "access",
+        "--qr",
+        "--public",
+        "203.0.113.7",
+        "--public",
+        "[2001:db8::1]:8443",
+        SECRET_HEX,
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let tg_links: Vec<String> = text
+        .lines()
+        .filter(|line| line.starts_with("tg://"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(tg_links.len(), 2, "{text}");
+    assert_eq!(qr::decode_all(&text), tg_links, "{text}");
+    assert!(!text.contains('\x1b'), "escape codes on a pipe");
+
+    let plain = stdout(&feint(&["access", "--public", "203.0.113.7", SECRET_HEX]));
+    assert!(qr::decode_all(&plain).is_empty());
+    assert_eq!(plain.lines().count(), 2);
+}
+
+#[test]
 fn access_without_public_says_to_pass_it() {
-    assert_usage_error(&["access", SECRET_HEX], "pass --public");
+    assert_usage_error(&["access", SECRET_HEX], "access: pass --public");
+}
+
+#[test]
+fn addresses_no_client_can_dial_are_refused() {
+    for address in ["0.0.0.0", "[::]", "127.0.0.1:443", "[::1]"] {
+        for command in ["access", "run"] {
+            assert_usage_error(
+                &[command, "--public", address, SECRET_HEX],
+                "is not an address a client can dial",
+            );
+        }
+    }
+}
+
+#[test]
+fn urls_are_refused_with_the_expected_form() {
+    assert_usage_error(
+        &["access", "--public", "http://x.y", SECRET_HEX],
+        "--public: \"http://x.y\": give HOST[:PORT] without a scheme or path, such as example.com:443",
+    );
+    assert_usage_error(
+        &["run", "--front", "https://example.com/", SECRET_HEX],
+        "--front: \"https://example.com/\": give HOST[:PORT] without a scheme or path",
+    );
+    assert_usage_error(
+        &["run", "--front", "example.com:https", SECRET_HEX],
+        "--front: \"example.com:https\" is not HOST[:PORT]: \"https\" is not a port",
+    );
 }
 
 #[test]
@@ -179,6 +262,18 @@ fn bad_command_lines_exit_2_with_one_line() {
             "--idle-timeout",
         ),
         (&["run", "--prefer-ip", "ipv6", SECRET_HEX], "--prefer-ip"),
+        (
+            &["run", "--time-skew", "500ms", SECRET_HEX],
+            "--time-skew: 500ms is not whole seconds, as a hello's time is; the smallest is 1s",
+        ),
+        (
+            &["run", "--handshake-timeout", "1ms", SECRET_HEX],
+            "--handshake-timeout: 1ms is shorter than the timer's tick; the smallest is 100ms",
+        ),
+        (
+            &["run", "--idle-timeout", "50ms", SECRET_HEX],
+            "--idle-timeout: 50ms is shorter than the timer's tick; the smallest is 100ms",
+        ),
         (&["run", SECRET_HEX, "--bind"], "--bind needs a value"),
         (&["generate-secret"], "missing DOMAIN"),
         (&["generate-secret", "abc"], "not a DNS name"),

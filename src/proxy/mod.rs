@@ -23,8 +23,6 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use crate::cli;
-use crate::secret;
 use crate::settings::Config;
 use event_loop::EventLoop;
 use shared::{FrontAddresses, Shared, MAX_FRONT_ADDRESSES};
@@ -35,24 +33,47 @@ pub use buffer::BUF_LEN;
 const FRONT_REFRESH: Duration = Duration::from_secs(300);
 const FRONT_RETRY: Duration = Duration::from_secs(10);
 
-/// Binds every listener, prints `listening on ADDR` per address and the links, and runs the
-/// event loops until SIGINT or SIGTERM. Errors are for bind failures and other startup faults.
-pub fn run(config: Config) -> io::Result<()> {
+/// Binds every listener, prints `listening on ADDR` per address, hands the bound addresses to
+/// `announce` (main prints the links there), and runs the event loops until SIGINT or SIGTERM.
+/// Errors are for bind failures and other startup faults.
+pub fn run(config: &Config, announce: impl FnOnce(&[SocketAddr])) -> io::Result<()> {
     // Before any thread starts, so every thread inherits the mask and only the signal thread
     // below ever sees SIGINT or SIGTERM.
     sys::block_stop_signals()?;
-    let threads = match config.threads {
+    let wanted_threads = match config.threads {
         0 => thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
+    let shares = LoopShares::new(wanted_threads, config.max_connections, config.buffers);
+    if shares.loops() < wanted_threads {
+        eprintln!(
+            "feint: running {} instead of {wanted_threads}: each loop needs at least one of the {}",
+            plural(shares.loops(), "event loop"),
+            plural(config.max_connections, "connection"),
+        );
+    }
+    let total_buffers: usize = shares.buffers.iter().sum();
+    if total_buffers > config.buffers {
+        eprintln!(
+            "feint: --buffers {} raised to {total_buffers}: each of the {} needs at least {MIN_BUFFERS_PER_LOOP}",
+            config.buffers,
+            plural(shares.loops(), "event loop"),
+        );
+    }
+    let threads = shares.loops();
+    // Every address is checked before any is bound, so our own listener on 0.0.0.0:443 cannot
+    // make [::]:443 look taken. Port 0 asks the kernel for a free port: nothing to check.
+    for &requested in config.binds.iter().filter(|a| a.port() != 0) {
+        sys::check_address_free(requested).map_err(|e| bind_error(requested, e))?;
+    }
     let mut bound: Vec<SocketAddr> = Vec::with_capacity(config.binds.len());
     let mut per_thread: Vec<Vec<std::net::TcpListener>> =
         (0..threads).map(|_| Vec::new()).collect();
     for &requested in &config.binds {
         let mut address = requested;
         for listeners in per_thread.iter_mut() {
-            let listener = sys::reuseport_listener(address)
-                .map_err(|e| io::Error::new(e.kind(), format!("bind {requested}: {e}")))?;
+            let listener =
+                sys::reuseport_listener(address).map_err(|e| bind_error(requested, e))?;
             // With port 0 the first bind picks the port; the other loops join it.
             address = listener.local_addr()?;
             listeners.push(listener);
@@ -63,13 +84,13 @@ pub fn run(config: Config) -> io::Result<()> {
         eprintln!("listening on {address}");
     }
 
-    let mut shared = Shared::new(&config);
+    let mut shared = Shared::new(config);
     let mut draw = [0u8; 2];
     getrandom::getrandom(&mut draw).map_err(|e| io::Error::other(e.to_string()))?;
     shared.cert_len = 2500 + (u16::from_le_bytes(draw) as usize % 2201);
     let shared = Arc::new(shared);
 
-    print_links(&config, &bound);
+    announce(&bound);
     let mut front = FrontResolver {
         host: config.front.host.clone(),
         port: config.front.port,
@@ -96,8 +117,6 @@ pub fn run(config: Config) -> io::Result<()> {
             })?;
     }
 
-    let sessions_per_loop = config.max_connections.div_ceil(threads);
-    let buffers_per_loop = config.buffers.div_ceil(threads).max(2);
     let mut handles = Vec::with_capacity(threads);
     let mut wakers = Vec::with_capacity(threads);
     let mut session_bytes = 0;
@@ -106,8 +125,8 @@ pub fn run(config: Config) -> io::Result<()> {
         let (mut event_loop, waker) = EventLoop::new(
             listeners,
             Arc::clone(&shared),
-            sessions_per_loop,
-            buffers_per_loop,
+            shares.sessions[index],
+            shares.buffers[index],
         )?;
         let footprint = event_loop.footprint();
         session_bytes += footprint.session_bytes;
@@ -121,13 +140,14 @@ pub fn run(config: Config) -> io::Result<()> {
     }
     let replay_bytes = shared.replay_memory_bytes();
     eprintln!(
-        "memory: {} MiB fixed ({threads} loops; sessions {:.1} MiB for {} connections, buffers {:.1} MiB, replay cache {:.1} MiB for {} hellos)",
+        "memory: {} MiB fixed ({}; sessions {:.1} MiB for {}, buffers {:.1} MiB, replay cache {:.1} MiB for {})",
         mib(session_bytes + buffer_bytes + replay_bytes).ceil(),
+        plural(threads, "loop"),
         mib(session_bytes),
-        sessions_per_loop * threads,
+        plural(config.max_connections, "connection"),
         mib(buffer_bytes),
         mib(replay_bytes),
-        shared.replay_capacity(),
+        plural(shared.replay_capacity(), "hello"),
     );
     if let Some(limit) = sys::open_file_limit() {
         let needed = 2 * config.max_connections as u64 + 64;
@@ -175,27 +195,68 @@ pub fn run(config: Config) -> io::Result<()> {
     result
 }
 
+/// The start-up error for a listener that cannot be bound, with the fix for the two common
+/// causes.
+fn bind_error(address: SocketAddr, error: io::Error) -> io::Error {
+    let advice = match error.kind() {
+        io::ErrorKind::AddrInUse => {
+            "; another process (another feint, or another server) holds it: stop that one or \
+             choose another --bind"
+                .to_owned()
+        }
+        io::ErrorKind::PermissionDenied => {
+            let binary = std::env::current_exe()
+                .map_or_else(|_| "feint".into(), |path| path.display().to_string());
+            format!(
+                "; ports below 1024 need root or CAP_NET_BIND_SERVICE: run it from the systemd \
+                 unit (scripts/feint.service), or `setcap cap_net_bind_service=+ep {binary}` \
+                 as root, or listen on a port from 1024 up"
+            )
+        }
+        _ => String::new(),
+    };
+    io::Error::new(error.kind(), format!("bind {address}: {error}{advice}"))
+}
+
 fn mib(bytes: usize) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-/// Prints the links when the public address is known: --public, or a specific bound address.
-fn print_links(config: &Config, bound: &[SocketAddr]) {
-    let Some(first) = bound.first() else {
-        return;
-    };
-    let endpoint = match &config.public {
-        Some(public) => cli::public_endpoint(public, first.port()),
-        None if !first.ip().is_unspecified() => Some((first.ip().to_string(), first.port())),
-        None => None,
-    };
-    match endpoint {
-        Some((host, port)) => {
-            for link in secret::links(&config.secret, &host, port) {
-                eprintln!("{link}");
-            }
+/// `1 loop`, `2 loops`: nouns whose plural adds an s.
+fn plural(count: usize, noun: &str) -> String {
+    match count {
+        1 => format!("1 {noun}"),
+        _ => format!("{count} {noun}s"),
+    }
+}
+
+/// A loop with fewer buffers than this could not relay both ways at once.
+const MIN_BUFFERS_PER_LOOP: usize = 2;
+
+/// How the session table and the buffers are shared out over the event loops: exactly
+/// `--max-connections` sessions in all, at least one per loop, so there are never more loops
+/// than connections; `--buffers` in all, unless that leaves a loop under
+/// [`MIN_BUFFERS_PER_LOOP`].
+#[derive(Debug, PartialEq, Eq)]
+struct LoopShares {
+    sessions: Vec<usize>,
+    buffers: Vec<usize>,
+}
+
+impl LoopShares {
+    fn new(threads: usize, max_connections: usize, buffers: usize) -> LoopShares {
+        let loops = threads.clamp(1, max_connections.max(1));
+        let share = |total: usize, index: usize| total / loops + usize::from(index < total % loops);
+        LoopShares {
+            sessions: (0..loops).map(|i| share(max_connections, i)).collect(),
+            buffers: (0..loops)
+                .map(|i| share(buffers, i).max(MIN_BUFFERS_PER_LOOP))
+                .collect(),
         }
-        None => eprintln!("{}", cli::NO_PUBLIC_HINT),
+    }
+
+    fn loops(&self) -> usize {
+        self.sessions.len()
     }
 }
 
@@ -267,4 +328,38 @@ fn is_self(address: SocketAddr, own_ports: &[u16]) -> bool {
     let ip = address.ip();
     // A UDP bind to port 0 succeeds only for addresses of this machine.
     ip.is_unspecified() || ip.is_loopback() || UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loop_shares_add_up_to_the_flags() {
+        let shares = LoopShares::new(3, 8192, 512);
+        assert_eq!(shares.sessions, [2731, 2731, 2730]);
+        assert_eq!(shares.buffers, [171, 171, 170]);
+    }
+
+    #[test]
+    fn more_threads_than_connections_run_one_loop_per_connection() {
+        let shares = LoopShares::new(1000, 3, 512);
+        assert_eq!(shares.sessions, [1, 1, 1]);
+        assert_eq!(shares.buffers, [171, 171, 170]);
+    }
+
+    #[test]
+    fn many_threads_keep_the_connection_count_and_two_buffers_each() {
+        let shares = LoopShares::new(1000, 8192, 512);
+        assert_eq!(shares.loops(), 1000);
+        assert_eq!(shares.sessions.iter().sum::<usize>(), 8192);
+        assert!(shares.buffers.iter().all(|&b| b == 2));
+    }
+
+    #[test]
+    fn plural_is_right_for_one_and_for_many() {
+        assert_eq!(plural(1, "loop"), "1 loop");
+        assert_eq!(plural(0, "loop"), "0 loops");
+        assert_eq!(plural(2, "connection"), "2 connections");
+    }
 }

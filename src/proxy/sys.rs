@@ -37,9 +37,33 @@ fn set_int_option(
     .map(drop)
 }
 
+/// Whether a socket may share its address with others of the same user.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sharing {
+    /// SO_REUSEADDR only: it still fails while any other socket listens on the address.
+    Alone,
+    /// SO_REUSEADDR and SO_REUSEPORT.
+    ReusePort,
+}
+
 /// A non-blocking listener with SO_REUSEADDR and SO_REUSEPORT, so each event loop can own a
 /// listening socket on the same address and the kernel spreads connections among them.
 pub fn reuseport_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    let owned = bound_socket(addr, Sharing::ReusePort)?;
+    // SAFETY: `owned` is a bound stream socket.
+    check(unsafe { libc::listen(owned.as_raw_fd(), LISTEN_BACKLOG) })?;
+    Ok(TcpListener::from(owned))
+}
+
+/// Binds a socket without SO_REUSEPORT to `addr` and closes it again. Fails with `AddrInUse`
+/// while another process listens there, even in an SO_REUSEPORT group that
+/// `reuseport_listener` would silently join (the kernel would then split clients between two
+/// proxies). SO_REUSEADDR keeps the TIME_WAIT sockets of a previous run from counting.
+pub fn check_address_free(addr: SocketAddr) -> io::Result<()> {
+    bound_socket(addr, Sharing::Alone).map(drop)
+}
+
+fn bound_socket(addr: SocketAddr, sharing: Sharing) -> io::Result<OwnedFd> {
     let family = match addr {
         SocketAddr::V4(_) => libc::AF_INET,
         SocketAddr::V6(_) => libc::AF_INET6,
@@ -55,13 +79,13 @@ pub fn reuseport_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     // SAFETY: `fd` is a fresh descriptor that nothing else owns.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     set_int_option(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
-    set_int_option(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    if sharing == Sharing::ReusePort {
+        set_int_option(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    }
     let (storage, len) = socket_address(addr);
     // SAFETY: `storage` holds a sockaddr of `len` bytes for the socket's family.
     check(unsafe { libc::bind(fd, (&storage as *const libc::sockaddr_storage).cast(), len) })?;
-    // SAFETY: `fd` is a bound stream socket.
-    check(unsafe { libc::listen(fd, LISTEN_BACKLOG) })?;
-    Ok(TcpListener::from(owned))
+    Ok(owned)
 }
 
 fn socket_address(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {

@@ -10,6 +10,7 @@ pub mod front;
 pub mod hello;
 pub mod nginx;
 pub mod obfs2;
+pub mod qr;
 pub mod record;
 pub mod reply;
 pub mod secret;
