@@ -76,7 +76,12 @@ fn execute(parser: lexopt::Parser) -> Result<(), Error> {
             let [tg, tme] = secret::links(&secret, &host, port);
             print(&format!("{tg}\n{tme}\n"))
         }
-        Command::Run(config) => proxy::run(config).map_err(Error::Run),
+        Command::Run(config) => {
+            // A bad list file is a usage error: the operator named it on the command line.
+            let lists = proxy::AccessLists::load(config.allow.as_deref(), config.block.as_deref())
+                .map_err(|e| Error::Usage(UsageError(e.to_string())))?;
+            proxy::run(*config, lists).map_err(Error::Run)
+        }
     }
 }
 

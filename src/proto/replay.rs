@@ -65,6 +65,24 @@ impl<S: BuildHasher> ReplayFilter<S> {
         std::mem::size_of_val(&*self.buckets)
     }
 
+    /// Number of buckets, each holding `capacity() / bucket_count()` entries.
+    pub fn bucket_count(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// Live entries at `now` in the buckets `from..from + count` (clipped to the table), so a
+    /// caller can count the whole table in chunks without holding a lock for all of it.
+    pub fn live_entries(&self, from: usize, count: usize, now: u64) -> usize {
+        let end = from.saturating_add(count).min(self.buckets.len());
+        self.buckets
+            .get(from..end)
+            .unwrap_or_default()
+            .iter()
+            .flatten()
+            .filter(|entry| entry.is_live(now))
+            .count()
+    }
+
     /// True if `client_random` was seen within its TTL (a replay). Otherwise records it at `now`
     /// (seconds on any monotonic clock) and returns false.
     pub fn check_and_insert(&mut self, client_random: &[u8; 32], now: u64) -> bool {
@@ -220,6 +238,21 @@ mod tests {
         for n in 2..=8 {
             assert!(filter.check_and_insert(&random(n), 22), "{n}");
         }
+    }
+
+    #[test]
+    fn counts_live_entries_in_any_chunk() {
+        let mut filter = ReplayFilter::new(1 << 12, 100, FixedHasher::default());
+        for n in 0..10 {
+            filter.check_and_insert(&random(n), 1000 + n);
+        }
+        let buckets = filter.bucket_count();
+        assert_eq!(filter.live_entries(0, buckets, 1050), 10);
+        let halves = filter.live_entries(0, buckets / 2, 1050)
+            + filter.live_entries(buckets / 2, usize::MAX, 1050);
+        assert_eq!(halves, 10);
+        assert_eq!(filter.live_entries(0, buckets, 1105), 4);
+        assert_eq!(filter.live_entries(buckets + 1, 5, 1050), 0);
     }
 
     #[test]

@@ -1,15 +1,19 @@
 //! State shared by all event loops: settings derived from the flags, the replay filter, the
-//! resolved fronting addresses and the stop flag. Touched only at accept and handshake time.
+//! resolved fronting addresses, the allow and block lists, the loop counters and the stop flag.
+//! Locks here are taken only at accept and handshake time, never per read or write.
 
 use std::collections::hash_map::RandomState;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::proto::dc;
 use crate::proto::replay::ReplayFilter;
 use crate::settings::{Config, LogLevel, PreferIp};
+
+use super::access_list::{AccessLists, Verdict};
+use super::counters::Metrics;
 
 /// How many resolved addresses of the front are kept.
 pub const MAX_FRONT_ADDRESSES: usize = 8;
@@ -34,8 +38,16 @@ pub struct Shared {
     pub cert_len: usize,
     pub replay: Mutex<ReplayFilter<RandomState>>,
     pub front: RwLock<FrontAddresses>,
+    /// Swapped whole on SIGHUP; read once per accepted connection.
+    pub lists: RwLock<Arc<AccessLists>>,
+    /// One set of counters per event loop; `run` sizes it to the loop count.
+    pub metrics: Metrics,
     pub stop: AtomicBool,
 }
+
+/// Replay-table buckets counted per lock for the metrics, so a scrape never holds the lock
+/// that handshakes wait on for long (4096 buckets are 640 KiB of entries).
+const REPLAY_COUNT_CHUNK: usize = 4096;
 
 impl Shared {
     pub fn new(config: &Config) -> Self {
@@ -59,6 +71,8 @@ impl Shared {
                 RandomState::new(),
             )),
             front: RwLock::new([None; MAX_FRONT_ADDRESSES]),
+            lists: RwLock::new(Arc::new(AccessLists::default())),
+            metrics: Metrics::new(1),
             stop: AtomicBool::new(false),
         }
     }
@@ -83,6 +97,38 @@ impl Shared {
 
     pub fn replay_capacity(&self) -> usize {
         self.with_replay(|filter| filter.capacity())
+    }
+
+    /// Hellos the replay table remembers now, counted a chunk per lock.
+    pub fn replay_entries(&self) -> usize {
+        let now = self.started.elapsed().as_secs();
+        let buckets = self.with_replay(|filter| filter.bucket_count());
+        (0..buckets)
+            .step_by(REPLAY_COUNT_CHUNK)
+            .map(|from| {
+                self.with_replay(|filter| filter.live_entries(from, REPLAY_COUNT_CHUNK, now))
+            })
+            .sum()
+    }
+
+    /// What `--allow` and `--block` say about a client address. Call once per accepted
+    /// connection; anything but `Allowed` is fronted. No allocation, one shared read lock.
+    #[allow(dead_code)] // Called by the rewritten connection core once wired (issue 11).
+    pub fn address_allowed(&self, ip: IpAddr) -> Verdict {
+        match self.lists.read() {
+            Ok(lists) => lists.verdict(ip),
+            Err(poisoned) => poisoned.into_inner().verdict(ip),
+        }
+    }
+
+    /// Puts freshly loaded lists in force for every connection accepted from now on.
+    pub fn set_lists(&self, lists: AccessLists) {
+        let lists = Arc::new(lists);
+        // The old lists are freed after the lock is released.
+        let _old = match self.lists.write() {
+            Ok(mut current) => std::mem::replace(&mut *current, lists),
+            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), lists),
+        };
     }
 
     fn with_replay<T>(&self, f: impl FnOnce(&mut ReplayFilter<RandomState>) -> T) -> T {
