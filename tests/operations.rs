@@ -326,6 +326,24 @@ fn sighup_without_lists_changes_nothing() {
     assert!(feint.is_running());
 }
 
+#[test]
+fn the_summary_line_comes_every_interval() {
+    let quiet = start(&["--stats-every", "0"]);
+    let feint = start(&["--stats-every", "1s"]);
+    wait_for_count(
+        &feint,
+        "stats: 0 connections active; since the last line 0 genuine",
+        2,
+    );
+    let line = wait_for_line(&feint, "stats: ");
+    assert!(
+        line.ends_with("0 bytes from DCs to clients, 0 DC dial failures"),
+        "{line}"
+    );
+    // Two intervals have passed for `quiet` too.
+    assert!(!quiet.output().contains("stats: "), "{}", quiet.output());
+}
+
 /// A genuine client sends one frame through `feint` at `address` and gets it back.
 fn echo_through(address: SocketAddr, secret: &Secret) -> std::io::Result<FakeTlsClient> {
     let mut client = FakeTlsClient::connect(address, secret, &ClientOptions::default())?;

@@ -42,23 +42,22 @@ fn answer(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
     let Some(len) = read_head(&mut stream, &mut head)? else {
         return Ok(());
     };
-    let response = match is_metrics_request(head.get(..len).unwrap_or_default()) {
-        true => {
-            let gauges = Gauges {
-                replay_entries: shared.replay_entries() as u64,
-                started_unix: shared.metrics.started_unix,
-            };
-            let mut body = String::with_capacity(8192);
-            render(&shared.metrics.totals(), &gauges, &mut body);
-            format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
-                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            )
-        }
-        false => "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\
-                  Connection: close\r\n\r\nnot found\n"
-            .to_owned(),
+    let response = if is_metrics_request(head.get(..len).unwrap_or_default()) {
+        let gauges = Gauges {
+            replay_entries: shared.replay_entries() as u64,
+            started_unix: shared.metrics.started_unix,
+        };
+        let mut body = String::with_capacity(8192);
+        render(&shared.metrics.totals(), &gauges, &mut body);
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    } else {
+        "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\
+         Connection: close\r\n\r\nnot found\n"
+            .to_owned()
     };
     stream.write_all(response.as_bytes())?;
     stream.flush()
