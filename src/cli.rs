@@ -20,7 +20,8 @@ pub enum SecretEncoding {
 
 #[derive(Debug)]
 pub enum Command {
-    Run(Config),
+    /// Boxed: the settings are far larger than the other commands.
+    Run(Box<Config>),
     GenerateSecret {
         domain: String,
         encoding: SecretEncoding,
@@ -73,6 +74,7 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 pub const DEFAULT_THREADS: usize = 0;
 pub const DEFAULT_BUFFERS: usize = 512;
+pub const DEFAULT_STATS_EVERY: Option<Duration> = Some(Duration::from_secs(60 * 60));
 
 /// Below this the replay table holds too few hellos to be worth having.
 pub const MIN_REPLAY_CACHE_BYTES: usize = 4 << 10;
@@ -154,6 +156,17 @@ Options:
       --bind's. feint never asks a third party for its address.
       --qr
       Also draw the tg:// link as a QR code at start, for a phone to scan.
+      --metrics ADDR:PORT
+      Serve Prometheus metrics at http://ADDR:PORT/metrics; keep it on loopback or a
+      private network. [default: off]
+      --stats-every DURATION
+      Log a summary of the traffic this often; 0 turns it off. [default: 1h]
+      --allow FILE
+      Serve only client addresses in FILE: CIDR lines (IPv4 or IPv6, # comments, FireHOL
+      .netset files as they are). Others see the front. Reloaded on SIGHUP.
+      --block FILE
+      Front client addresses in FILE, in the same format; wins over --allow. Reloaded
+      on SIGHUP.
   -v, --verbose
       Log one line per connection outcome; without it feint logs start, stop and errors.
   -h, --help
@@ -227,6 +240,8 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
     let mut public = Vec::new();
     let mut link_style = LinkStyle::Text;
     let mut log = LogLevel::Quiet;
+    let (mut metrics, mut stats_every) = (None, DEFAULT_STATS_EVERY);
+    let (mut allow, mut block) = (None, None);
 
     while let Some(arg) = parser.next()? {
         match arg {
@@ -277,6 +292,15 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
             }
             Long("public") => add_public(&mut public, &mut parser)?,
             Long("qr") => link_style = LinkStyle::TextAndQrCode,
+            Long("metrics") => metrics = Some(flag_value(&mut parser, "--metrics", parse_bind)?),
+            Long("stats-every") => {
+                stats_every = flag_value(&mut parser, "--stats-every", |text| match text {
+                    "0" => Ok(None),
+                    _ => parse_duration(text).map(Some),
+                })?;
+            }
+            Long("allow") => allow = Some(flag_value(&mut parser, "--allow", parse_path)?),
+            Long("block") => block = Some(flag_value(&mut parser, "--block", parse_path)?),
             Short('v') | Long("verbose") => log = LogLevel::Verbose,
             Short('h') | Long("help") => return Ok(Command::Help(RUN_HELP)),
             Value(text) if secret.is_none() => secret = Some(parse_secret(&text)?),
@@ -294,7 +318,7 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
         host: secret.domain.clone(),
         port: DEFAULT_PORT,
     });
-    Ok(Command::Run(Config {
+    Ok(Command::Run(Box::new(Config {
         secret,
         binds,
         dc_overrides,
@@ -310,7 +334,11 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
         log,
         threads,
         buffers,
-    }))
+        metrics,
+        stats_every,
+        allow,
+        block,
+    })))
 }
 
 fn parse_generate_secret(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
@@ -536,6 +564,13 @@ fn parse_host_port(text: &str) -> Result<(String, Option<u16>), String> {
     Ok((host, port))
 }
 
+fn parse_path(text: &str) -> Result<std::path::PathBuf, String> {
+    match text {
+        "" => Err("the file name is empty".into()),
+        _ => Ok(text.into()),
+    }
+}
+
 fn parse_prefer_ip(text: &str) -> Result<PreferIp, String> {
     match text {
         "prefer-ipv4" => Ok(PreferIp::PreferIpv4),
@@ -645,7 +680,7 @@ mod tests {
         let mut argv = vec!["run"];
         argv.extend_from_slice(args);
         match parse_args(&argv) {
-            Ok(Command::Run(config)) => config,
+            Ok(Command::Run(config)) => *config,
             other => panic!("{argv:?} gave {other:?}"),
         }
     }
@@ -692,6 +727,29 @@ mod tests {
         assert_eq!(config.log, LogLevel::Quiet);
         assert_eq!(config.threads, 0);
         assert_eq!(config.buffers, 512);
+        assert_eq!(config.metrics, None);
+        assert_eq!(config.stats_every, Some(Duration::from_secs(3600)));
+        assert_eq!((config.allow, config.block), (None, None));
+    }
+
+    #[test]
+    fn run_reads_the_operations_flags() {
+        let config = run_config(&[
+            "--metrics=[::1]:9100",
+            "--stats-every",
+            "0",
+            "--allow",
+            "/etc/feint/allow.netset",
+            "--block",
+            "block.txt",
+            SECRET_HEX,
+        ]);
+        assert_eq!(config.metrics, Some("[::1]:9100".parse().unwrap()));
+        assert_eq!(config.stats_every, None);
+        assert_eq!(config.allow, Some("/etc/feint/allow.netset".into()));
+        assert_eq!(config.block, Some("block.txt".into()));
+        let every = run_config(&["--stats-every", "10m", SECRET_HEX]).stats_every;
+        assert_eq!(every, Some(Duration::from_secs(600)));
     }
 
     #[test]
@@ -914,6 +972,10 @@ mod tests {
             (&["--threads", "-1"], "--threads"),
             (&["--threads", "100000"], "--threads:"),
             (&["--buffers", "0"], "--buffers:"),
+            (&["--metrics", "localhost:9100"], "--metrics:"),
+            (&["--stats-every", "0s"], "--stats-every:"),
+            (&["--stats-every", "often"], "--stats-every:"),
+            (&["--allow", ""], "--allow:"),
             (&["--public", "not a host"], "--public:"),
             (&["--public", "203.0.113.7:0"], "--public:"),
             (
@@ -1154,6 +1216,8 @@ mod tests {
         );
         assert_eq!(default("--threads N").parse(), Ok(DEFAULT_THREADS));
         assert_eq!(default("--buffers N").parse(), Ok(DEFAULT_BUFFERS));
+        let every = parse_duration(&default("--stats-every DURATION"));
+        assert_eq!(every.ok(), DEFAULT_STATS_EVERY);
         assert_eq!(
             parse_prefer_ip(&default("--prefer-ip MODE")),
             Ok(DEFAULT_PREFER_IP)

@@ -76,6 +76,9 @@ fn execute(parser: lexopt::Parser) -> Result<(), Error> {
             links::write(&mut stdout.lock(), &secret, &endpoints, qr_code).map_err(Error::Output)
         }
         Command::Run(config) => {
+            // A bad list file is a usage error: the operator named it on the command line.
+            let lists = proxy::AccessLists::load(config.allow.as_deref(), config.block.as_deref())
+                .map_err(|e| Error::Usage(UsageError(e.to_string())))?;
             let announce = |bound: &[SocketAddr]| {
                 let default_port = bound.first().map_or(cli::DEFAULT_PORT, |a| a.port());
                 let endpoints = links::endpoints(&config.public, default_port, bound);
@@ -84,7 +87,7 @@ fn execute(parser: lexopt::Parser) -> Result<(), Error> {
                 // A closed stderr leaves nobody to tell; the proxy serves all the same.
                 let _ = links::write(&mut stderr.lock(), &config.secret, &endpoints, qr_code);
             };
-            proxy::run(&config, announce).map_err(Error::Run)
+            proxy::run(&config, lists, announce).map_err(Error::Run)
         }
     }
 }

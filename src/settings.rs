@@ -2,6 +2,7 @@
 //! fills in and checks and `proxy` reads. Neither module depends on the other through it.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::secret::Secret;
@@ -72,4 +73,11 @@ pub struct Config {
     pub threads: usize,
     /// I/O buffers in all, shared by the sessions of each loop.
     pub buffers: usize,
+    /// Where `GET /metrics` is served; None: nothing listens.
+    pub metrics: Option<SocketAddr>,
+    /// How often the summary line is logged; None: never.
+    pub stats_every: Option<Duration>,
+    /// CIDR list files, loaded at start and on SIGHUP.
+    pub allow: Option<PathBuf>,
+    pub block: Option<PathBuf>,
 }

@@ -1,11 +1,16 @@
 //! The I/O edge: sockets, event loops, clocks and randomness. Drives `proto` state machines.
 
+mod access_list;
 mod buffer;
 mod connection;
+// The counters the core updates (issue 11); the parts it does not call yet are kept for it.
+#[allow(dead_code)]
+mod counters;
 mod driver;
 mod end;
 mod event_loop;
 mod handshake;
+mod metrics;
 mod net;
 mod own_dials;
 mod pipe;
@@ -14,11 +19,12 @@ mod shared;
 mod sim;
 mod slots;
 mod socket;
+mod stats;
 mod sys;
 mod timer;
 
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs, UdpSocket};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -27,6 +33,7 @@ use crate::settings::Config;
 use event_loop::EventLoop;
 use shared::{FrontAddresses, Shared, MAX_FRONT_ADDRESSES};
 
+pub use access_list::{AccessLists, ListError};
 pub use buffer::BUF_LEN;
 
 /// How often the front's host name is resolved again, and how soon after a failure.
@@ -34,12 +41,17 @@ const FRONT_REFRESH: Duration = Duration::from_secs(300);
 const FRONT_RETRY: Duration = Duration::from_secs(10);
 
 /// Binds every listener, prints `listening on ADDR` per address, hands the bound addresses to
-/// `announce` (main prints the links there), and runs the event loops until SIGINT or SIGTERM.
-/// Errors are for bind failures and other startup faults.
-pub fn run(config: &Config, announce: impl FnOnce(&[SocketAddr])) -> io::Result<()> {
+/// `announce` (main prints the links there), and runs the event loops until SIGINT or SIGTERM;
+/// SIGHUP reloads `lists` from their files. Errors are for bind failures and other startup
+/// faults.
+pub fn run(
+    config: &Config,
+    lists: AccessLists,
+    announce: impl FnOnce(&[SocketAddr]),
+) -> io::Result<()> {
     // Before any thread starts, so every thread inherits the mask and only the signal thread
-    // below ever sees SIGINT or SIGTERM.
-    sys::block_stop_signals()?;
+    // below ever sees SIGINT, SIGTERM or SIGHUP.
+    sys::block_signals()?;
     let wanted_threads = match config.threads {
         0 => thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -83,8 +95,17 @@ pub fn run(config: &Config, announce: impl FnOnce(&[SocketAddr])) -> io::Result<
     for address in &bound {
         eprintln!("listening on {address}");
     }
+    let metrics_listener = match config.metrics {
+        Some(address) => Some(bind_metrics(address)?),
+        None => None,
+    };
+    if let Some(description) = lists.describe() {
+        eprintln!("address lists: {description}");
+    }
 
     let mut shared = Shared::new(config);
+    shared.metrics = counters::Metrics::new(threads);
+    shared.set_lists(lists);
     let mut draw = [0u8; 2];
     getrandom::getrandom(&mut draw).map_err(|e| io::Error::other(e.to_string()))?;
     shared.cert_len = 2500 + (u16::from_le_bytes(draw) as usize % 2201);
@@ -159,21 +180,40 @@ pub fn run(config: &Config, announce: impl FnOnce(&[SocketAddr])) -> io::Result<
         }
     }
 
+    if let Some(listener) = metrics_listener {
+        let shared = Arc::clone(&shared);
+        thread::Builder::new()
+            .name("feint-metrics".into())
+            .spawn(move || metrics::serve(listener, shared))?;
+    }
+    {
+        let shared = Arc::clone(&shared);
+        let every = config.stats_every;
+        thread::Builder::new()
+            .name("feint-stats".into())
+            .spawn(move || stats::run(shared, every))?;
+    }
+
     {
         let shared = Arc::clone(&shared);
         // Clones: the wakers must outlive the loops, or closing an eventfd could drop the very
         // wake-up it carries.
         let wakers = wakers.clone();
+        let (allow, block) = (config.allow.clone(), config.block.clone());
         thread::Builder::new()
             .name("feint-signals".into())
             .spawn(move || {
-                if let Ok(signal) = sys::wait_for_stop_signal() {
-                    let name = if signal == libc::SIGINT {
-                        "SIGINT"
-                    } else {
-                        "SIGTERM"
-                    };
-                    eprintln!("stopping ({name})");
+                loop {
+                    match sys::wait_for_signal() {
+                        Ok(libc::SIGHUP) => {
+                            reload_lists(&shared, allow.as_deref(), block.as_deref());
+                            continue;
+                        }
+                        Ok(libc::SIGINT) => eprintln!("stopping (SIGINT)"),
+                        Ok(_) => eprintln!("stopping (SIGTERM)"),
+                        Err(_) => {}
+                    }
+                    break;
                 }
                 shared.stop.store(true, std::sync::atomic::Ordering::SeqCst);
                 for waker in &wakers {
@@ -216,6 +256,37 @@ fn bind_error(address: SocketAddr, error: io::Error) -> io::Error {
         _ => String::new(),
     };
     io::Error::new(error.kind(), format!("bind {address}: {error}{advice}"))
+}
+
+/// The `--metrics` listener, blocking; says where it is, and warns when it is not loopback.
+fn bind_metrics(address: SocketAddr) -> io::Result<TcpListener> {
+    let listener = TcpListener::bind(address)
+        .map_err(|e| io::Error::new(e.kind(), format!("bind --metrics {address}: {e}")))?;
+    let bound = listener.local_addr()?;
+    eprintln!("metrics on http://{bound}/metrics");
+    if !address.ip().is_loopback() {
+        eprintln!(
+            "feint: warning: --metrics {address} is not a loopback address; whoever reaches it \
+             can read the counters, so firewall it or bind 127.0.0.1"
+        );
+    }
+    Ok(listener)
+}
+
+/// SIGHUP: loads the list files again; a bad file keeps the lists in force and says why.
+fn reload_lists(shared: &Shared, allow: Option<&std::path::Path>, block: Option<&std::path::Path>) {
+    if allow.is_none() && block.is_none() {
+        eprintln!("SIGHUP: no --allow or --block file to reload");
+        return;
+    }
+    match AccessLists::load(allow, block) {
+        Ok(lists) => {
+            let description = lists.describe().unwrap_or_default();
+            shared.set_lists(lists);
+            eprintln!("SIGHUP: address lists reloaded: {description}");
+        }
+        Err(e) => eprintln!("feint: SIGHUP: keeping the old address lists: {e}"),
+    }
 }
 
 fn mib(bytes: usize) -> f64 {

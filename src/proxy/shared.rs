@@ -1,10 +1,11 @@
 //! State shared by all event loops: settings derived from the flags, the replay filter, the
-//! resolved fronting addresses and the stop flag. Touched only at accept and handshake time.
+//! resolved fronting addresses, the allow and block lists, the loop counters and the stop flag.
+//! Locks here are taken only at accept and handshake time, never per read or write.
 
 use std::collections::hash_map::RandomState;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use super::own_dials::OwnDials;
@@ -12,6 +13,9 @@ use super::own_dials::OwnDials;
 use crate::proto::dc;
 use crate::proto::replay::ReplayFilter;
 use crate::settings::{Config, LogLevel, PreferIp};
+
+use super::access_list::{AccessLists, Verdict};
+use super::counters::Metrics;
 
 /// How many resolved addresses of the front are kept.
 pub const MAX_FRONT_ADDRESSES: usize = 8;
@@ -40,6 +44,10 @@ pub struct Shared {
     pub front_is_self: RwLock<FrontAddresses>,
     /// Our recent dials to the front, to recognise them if they arrive at our own listeners.
     pub own_dials: OwnDials,
+    /// Swapped whole on SIGHUP; read once per accepted connection.
+    pub lists: RwLock<Arc<AccessLists>>,
+    /// One set of counters per event loop; `run` sizes it to the loop count.
+    pub metrics: Metrics,
     pub stop: AtomicBool,
 }
 
@@ -63,6 +71,8 @@ impl Shared {
             front: RwLock::new([None; MAX_FRONT_ADDRESSES]),
             front_is_self: RwLock::new([None; MAX_FRONT_ADDRESSES]),
             own_dials: OwnDials::new(),
+            lists: RwLock::new(Arc::new(AccessLists::default())),
+            metrics: Metrics::new(1),
             stop: AtomicBool::new(false),
         }
     }
@@ -86,6 +96,31 @@ impl Shared {
 
     pub fn replay_capacity(&self) -> usize {
         self.with_replay(|filter| filter.capacity())
+    }
+
+    /// Hellos the replay table remembers now.
+    pub fn replay_entries(&self) -> usize {
+        self.with_replay(|filter| filter.len())
+    }
+
+    /// What `--allow` and `--block` say about a client address. Call once per accepted
+    /// connection; anything but `Allowed` is fronted. No allocation, one shared read lock.
+    #[allow(dead_code)] // Called by the rewritten connection core once wired (issue 11).
+    pub fn address_allowed(&self, ip: IpAddr) -> Verdict {
+        match self.lists.read() {
+            Ok(lists) => lists.verdict(ip),
+            Err(poisoned) => poisoned.into_inner().verdict(ip),
+        }
+    }
+
+    /// Puts freshly loaded lists in force for every connection accepted from now on.
+    pub fn set_lists(&self, lists: AccessLists) {
+        let lists = Arc::new(lists);
+        // The old lists are freed after the lock is released.
+        let _old = match self.lists.write() {
+            Ok(mut current) => std::mem::replace(&mut *current, lists),
+            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), lists),
+        };
     }
 
     fn with_replay<T>(&self, f: impl FnOnce(&mut ReplayFilter<RandomState>) -> T) -> T {

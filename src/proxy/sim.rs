@@ -13,7 +13,6 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use mio::Token;
 
@@ -26,8 +25,7 @@ use crate::proto::hello::MAX_ASSEMBLED_LEN;
 use crate::proto::obfs2;
 use crate::proto::server_hello::MAX_CERT_LEN;
 use crate::proto::testdata::{KEY, TDLIB_CAPTURES, TDLIB_DOMAIN, TDLIB_HELLO_LEN};
-use crate::secret::Secret;
-use crate::settings::{Config, FrontTarget, LogLevel, PreferIp};
+use crate::settings::Config;
 
 /// Schedules per `cargo test` run.
 const SCHEDULES: u64 = 2000;
@@ -309,28 +307,17 @@ struct World {
     unix: u64,
 }
 
+/// The settings of every schedule, from a command line like an operator's; only the secret's
+/// key and domain (those of the TDLib captures) matter to the core here.
 fn config() -> Config {
-    Config {
-        secret: Secret {
-            key: KEY,
-            domain: String::from_utf8_lossy(TDLIB_DOMAIN).into_owned(),
-        },
-        binds: Vec::new(),
-        dc_overrides: Vec::new(),
-        front: FrontTarget {
-            host: "192.0.2.80".into(),
-            port: 443,
-        },
-        prefer_ip: PreferIp::PreferIpv4,
-        time_skew: Duration::from_secs(300),
-        replay_cache_bytes: 4096,
-        max_connections: 8,
-        handshake_timeout: Duration::from_secs(10),
-        idle_timeout: Duration::from_secs(60),
-        public: None,
-        log: LogLevel::Quiet,
-        threads: 1,
-        buffers: 4,
+    let mut secret = String::from("ee");
+    for byte in KEY.iter().chain(TDLIB_DOMAIN) {
+        secret.push_str(&format!("{byte:02x}"));
+    }
+    let args = ["run", "--front", "192.0.2.80:443", &secret];
+    match crate::cli::parse(lexopt::Parser::from_args(args)) {
+        Ok(crate::cli::Command::Run(config)) => *config,
+        _ => panic!("the simulation's command line parses"),
     }
 }
 

@@ -1,5 +1,5 @@
 //! The only unsafe code in feint: libc calls for what std and mio lack (SO_REUSEPORT listeners,
-//! TCP keepalive, the listen backlog, blocking SIGINT/SIGTERM for a waiting thread).
+//! TCP keepalive, the listen backlog, blocking SIGINT/SIGTERM/SIGHUP for a waiting thread).
 #![allow(unsafe_code)]
 
 use std::io;
@@ -133,10 +133,10 @@ pub fn set_keepalive(socket: &impl AsRawFd, idle: Duration) -> io::Result<()> {
     set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 4)
 }
 
-/// Blocks SIGINT and SIGTERM in the calling thread and the threads it spawns afterwards, so
-/// only `wait_for_stop_signal` sees them.
-pub fn block_stop_signals() -> io::Result<()> {
-    let set = stop_signal_set();
+/// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread and the threads it spawns
+/// afterwards, so only `wait_for_signal` sees them.
+pub fn block_signals() -> io::Result<()> {
+    let set = signal_set();
     // SAFETY: `set` is an initialised signal set; the old mask is not needed.
     let result = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
     if result != 0 {
@@ -145,9 +145,9 @@ pub fn block_stop_signals() -> io::Result<()> {
     Ok(())
 }
 
-/// Waits until SIGINT or SIGTERM arrives (they must be blocked first).
-pub fn wait_for_stop_signal() -> io::Result<libc::c_int> {
-    let set = stop_signal_set();
+/// Waits until SIGINT, SIGTERM or SIGHUP arrives (they must be blocked first).
+pub fn wait_for_signal() -> io::Result<libc::c_int> {
+    let set = signal_set();
     let mut signal: libc::c_int = 0;
     // SAFETY: `set` is initialised and `signal` is a valid place for the result.
     let result = unsafe { libc::sigwait(&set, &mut signal) };
@@ -157,13 +157,14 @@ pub fn wait_for_stop_signal() -> io::Result<libc::c_int> {
     Ok(signal)
 }
 
-fn stop_signal_set() -> libc::sigset_t {
+fn signal_set() -> libc::sigset_t {
     // SAFETY: sigemptyset initialises the set before sigaddset uses it.
     unsafe {
         let mut set: libc::sigset_t = mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         set
     }
 }
