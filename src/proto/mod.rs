@@ -5,6 +5,7 @@ pub mod cipher;
 pub mod dc;
 pub mod hello;
 pub mod obfs2;
+pub mod proxy_protocol;
 pub mod record;
 pub mod replay;
 pub mod server_hello;
