@@ -9,6 +9,7 @@ pub mod proxy_protocol;
 pub mod record;
 pub mod replay;
 pub mod server_hello;
+pub mod socks5;
 #[cfg(test)]
 mod testdata;
 pub mod x25519;
