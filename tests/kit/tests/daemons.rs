@@ -132,7 +132,10 @@ fn dante_connects_a_socks5_client_to_an_echo_server() {
     echo_thread.join().unwrap();
     // Dante writes addresses as ADDR.PORT; tests through feint look for the DC this way.
     let log = dante.log();
-    assert!(log.contains(&format!("127.0.0.1.{}", echo_addr.port())), "{log}");
+    assert!(
+        log.contains(&format!("127.0.0.1.{}", echo_addr.port())),
+        "{log}"
+    );
 }
 
 #[test]
