@@ -9,7 +9,10 @@ use lexopt::Arg::{Long, Short, Value};
 use crate::links;
 use crate::secret::{self, Secret};
 
-pub use crate::settings::{Config, FrontTarget, LinkStyle, LogLevel, PreferIp, PublicAddress};
+pub use crate::settings::{
+    ClientProxyHeader, Config, FrontProxyHeader, FrontRoute, FrontTarget, LinkStyle, LogLevel,
+    PreferIp, PublicAddress, Upstream, UpstreamCredentials,
+};
 
 /// Which encoding `generate-secret` prints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,6 +21,8 @@ pub enum SecretEncoding {
     Base64,
 }
 
+// Built once per process, so the size of `Run` costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Command {
     /// Boxed: the settings are far larger than the other commands.
@@ -75,6 +80,8 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 pub const DEFAULT_THREADS: usize = 0;
 pub const DEFAULT_BUFFERS: usize = 512;
 pub const DEFAULT_STATS_EVERY: Option<Duration> = Some(Duration::from_secs(60 * 60));
+/// The usual SOCKS port, for an `--upstream` URL without one.
+pub const DEFAULT_UPSTREAM_PORT: u16 = 1080;
 
 /// Below this the replay table holds too few hellos to be worth having.
 pub const MIN_REPLAY_CACHE_BYTES: usize = 4 << 10;
@@ -167,6 +174,16 @@ Options:
       --block FILE
       Front client addresses in FILE, in the same format; wins over --allow. Reloaded
       on SIGHUP.
+      --proxy-protocol
+      Require a PROXY protocol v1 or v2 header (HAProxy send-proxy, nginx proxy_protocol)
+      on every connection and use its client address; a connection without one is closed.
+      --front-proxy-protocol
+      Send a PROXY protocol v2 header to the front, so the site sees the client's address.
+      --upstream socks5://[USER:PASS@]HOST[:PORT]
+      Dial DCs through this SOCKS5 proxy. USER and PASS (1 to 255 bytes each) are taken
+      literally, without percent-decoding; PASS may contain ':' and '@'. [default port: 1080]
+      --front-via-upstream
+      Dial the front through --upstream as well; without it the front is dialled directly.
   -v, --verbose
       Log one line per connection outcome; without it feint logs start, stop and errors.
   -h, --help
@@ -242,6 +259,10 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
     let mut log = LogLevel::Quiet;
     let (mut metrics, mut stats_every) = (None, DEFAULT_STATS_EVERY);
     let (mut allow, mut block) = (None, None);
+    let mut client_proxy_header = ClientProxyHeader::Absent;
+    let mut front_proxy_header = FrontProxyHeader::Off;
+    let mut upstream = None;
+    let mut front_route = FrontRoute::Direct;
 
     while let Some(arg) = parser.next()? {
         match arg {
@@ -301,6 +322,12 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
             }
             Long("allow") => allow = Some(flag_value(&mut parser, "--allow", parse_path)?),
             Long("block") => block = Some(flag_value(&mut parser, "--block", parse_path)?),
+            Long("proxy-protocol") => client_proxy_header = ClientProxyHeader::Required,
+            Long("front-proxy-protocol") => front_proxy_header = FrontProxyHeader::SendV2,
+            Long("upstream") => {
+                upstream = Some(flag_value(&mut parser, "--upstream", parse_upstream)?)
+            }
+            Long("front-via-upstream") => front_route = FrontRoute::ViaUpstream,
             Short('v') | Long("verbose") => log = LogLevel::Verbose,
             Short('h') | Long("help") => return Ok(Command::Help(RUN_HELP)),
             Value(text) if secret.is_none() => secret = Some(parse_secret(&text)?),
@@ -313,6 +340,9 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
     })?;
     if binds.is_empty() {
         binds.push(DEFAULT_BIND);
+    }
+    if front_route == FrontRoute::ViaUpstream && upstream.is_none() {
+        return Err(UsageError("--front-via-upstream needs --upstream".into()));
     }
     let front = front.unwrap_or_else(|| FrontTarget {
         host: secret.domain.clone(),
@@ -338,6 +368,10 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
         stats_every,
         allow,
         block,
+        client_proxy_header,
+        front_proxy_header,
+        upstream,
+        front_route,
     })))
 }
 
@@ -569,6 +603,40 @@ fn parse_path(text: &str) -> Result<std::path::PathBuf, String> {
         "" => Err("the file name is empty".into()),
         _ => Ok(text.into()),
     }
+}
+
+/// `socks5://[USER:PASS@]HOST[:PORT]`. The last '@' ends the credentials and the first ':'
+/// ends the user, so a password may hold both; nothing is percent-decoded. The error never
+/// repeats the text, which may hold a password.
+fn parse_upstream(text: &str) -> Result<Upstream, String> {
+    let rest = text
+        .strip_prefix("socks5://")
+        .ok_or("not a socks5://[USER:PASS@]HOST[:PORT] URL")?;
+    let (credentials, address) = match rest.rsplit_once('@') {
+        None => (None, rest),
+        Some((user_password, address)) => {
+            let (user, password) = user_password
+                .split_once(':')
+                .ok_or("the credentials are not USER:PASS")?;
+            // RFC 1929 carries each in a length byte and does not allow empty ones.
+            for (name, field) in [("USER", user), ("PASS", password)] {
+                if !(1..=255).contains(&field.len()) {
+                    return Err(format!("{name} must be 1 to 255 bytes"));
+                }
+            }
+            let credentials = UpstreamCredentials {
+                user: user.to_owned(),
+                password: password.to_owned(),
+            };
+            (Some(credentials), address)
+        }
+    };
+    let (host, port) = parse_host_port(address)?;
+    Ok(Upstream {
+        host: host.to_ascii_lowercase(),
+        port: port.unwrap_or(DEFAULT_UPSTREAM_PORT),
+        credentials,
+    })
 }
 
 fn parse_prefer_ip(text: &str) -> Result<PreferIp, String> {
@@ -1026,6 +1094,91 @@ mod tests {
                 "{args:?} gave {line:?}, not {expected:?}"
             );
         }
+    }
+
+    #[test]
+    fn run_reads_proxy_protocol_and_upstream_flags() {
+        let config = run_config(&[SECRET_HEX]);
+        assert_eq!(config.client_proxy_header, ClientProxyHeader::Absent);
+        assert_eq!(config.front_proxy_header, FrontProxyHeader::Off);
+        assert_eq!(config.upstream, None);
+        assert_eq!(config.front_route, FrontRoute::Direct);
+
+        let config = run_config(&[
+            "--proxy-protocol",
+            "--front-proxy-protocol",
+            "--upstream",
+            "socks5://al:ice@p:ss@Proxy.Example.org:1081",
+            "--front-via-upstream",
+            SECRET_HEX,
+        ]);
+        assert_eq!(config.client_proxy_header, ClientProxyHeader::Required);
+        assert_eq!(config.front_proxy_header, FrontProxyHeader::SendV2);
+        assert_eq!(config.front_route, FrontRoute::ViaUpstream);
+        let upstream = config.upstream.expect("--upstream given");
+        assert_eq!(
+            (upstream.host.as_str(), upstream.port),
+            ("proxy.example.org", 1081)
+        );
+        let credentials = upstream.credentials.expect("credentials given");
+        assert_eq!(
+            (credentials.user.as_str(), credentials.password.as_str()),
+            ("al", "ice@p:ss")
+        );
+        assert!(!format!("{credentials:?}").contains("ice"));
+
+        let upstream = |text: &str| run_config(&["--upstream", text, SECRET_HEX]).upstream;
+        let bare = upstream("socks5://[::1]").expect("--upstream given");
+        assert_eq!(
+            (bare.host.as_str(), bare.port),
+            ("::1", DEFAULT_UPSTREAM_PORT)
+        );
+        assert_eq!(bare.credentials, None);
+        let longest = format!("socks5://{0}:{0}@127.0.0.1:1", "u".repeat(255));
+        assert!(upstream(&longest).is_some());
+    }
+
+    #[test]
+    fn run_rejects_bad_upstreams_without_echoing_them() {
+        let long = format!("socks5://{}:p@127.0.0.1:1080", "u".repeat(256));
+        for (text, expected) in [
+            ("127.0.0.1:1080", "--upstream: not a socks5://"),
+            ("socks4://127.0.0.1:1080", "--upstream: not a socks5://"),
+            (
+                "http://u:secret@127.0.0.1:1080",
+                "--upstream: not a socks5://",
+            ),
+            (
+                "socks5://secret@127.0.0.1:1080",
+                "--upstream: the credentials are not USER:PASS",
+            ),
+            (
+                "socks5://:secret@127.0.0.1:1080",
+                "--upstream: USER must be 1 to 255 bytes",
+            ),
+            (
+                "socks5://u:@127.0.0.1:1080",
+                "--upstream: PASS must be 1 to 255 bytes",
+            ),
+            (long.as_str(), "--upstream: USER must be 1 to 255 bytes"),
+            ("socks5://u:secret@127.0.0.1:0", "--upstream:"),
+            ("socks5://u:secret@::1:1080", "--upstream:"),
+            ("socks5://u:secret@", "--upstream:"),
+        ] {
+            let line = run_error(&["--upstream", text, SECRET_HEX]);
+            assert!(line.contains(expected), "{text}: {line}");
+            assert!(!line.contains("secret"), "{text}: {line}");
+        }
+        assert_eq!(
+            run_error(&["--front-via-upstream", SECRET_HEX]),
+            "--front-via-upstream needs --upstream"
+        );
+        assert!(run_error(&["--proxy-protocol=v2", SECRET_HEX]).contains("takes no value"));
+        let port = RUN_HELP
+            .split("--upstream socks5://")
+            .nth(1)
+            .expect("in help");
+        assert!(port.contains(&format!("[default port: {DEFAULT_UPSTREAM_PORT}]")));
     }
 
     #[test]

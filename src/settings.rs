@@ -50,6 +50,54 @@ pub enum LinkStyle {
     TextAndQrCode,
 }
 
+/// Whether every accepted connection must open with a PROXY protocol header (`--proxy-protocol`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientProxyHeader {
+    /// Clients connect directly; their peer address is the client's.
+    Absent,
+    /// A balancer sits in front: a v1 or v2 header gives the client's address; none closes.
+    Required,
+}
+
+/// Whether the front gets a PROXY v2 header before the client's bytes (`--front-proxy-protocol`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrontProxyHeader {
+    Off,
+    SendV2,
+}
+
+/// How the front is dialled when an upstream proxy is set (`--front-via-upstream`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrontRoute {
+    Direct,
+    ViaUpstream,
+}
+
+/// A SOCKS5 proxy that DCs (and with `FrontRoute::ViaUpstream` the front) are dialled through.
+/// `host` is spelled as in `FrontTarget`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upstream {
+    pub host: String,
+    pub port: u16,
+    pub credentials: Option<UpstreamCredentials>,
+}
+
+/// RFC 1929 username and password, 1 to 255 bytes each, taken literally from the URL.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UpstreamCredentials {
+    pub user: String,
+    pub password: String,
+}
+
+/// Names the user only: a password must never reach a log line.
+impl std::fmt::Debug for UpstreamCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamCredentials")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Everything `feint run` needs.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -80,4 +128,8 @@ pub struct Config {
     /// CIDR list files, loaded at start and on SIGHUP.
     pub allow: Option<PathBuf>,
     pub block: Option<PathBuf>,
+    pub client_proxy_header: ClientProxyHeader,
+    pub front_proxy_header: FrontProxyHeader,
+    pub upstream: Option<Upstream>,
+    pub front_route: FrontRoute,
 }

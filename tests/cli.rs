@@ -312,3 +312,54 @@ fn readme_quotes_the_current_help() {
         );
     }
 }
+
+#[test]
+fn proxy_protocol_and_upstream_flags_are_documented_and_checked() {
+    let help = stdout(&feint(&["run", "--help"]));
+    for flag in [
+        "--proxy-protocol",
+        "--front-proxy-protocol",
+        "--upstream socks5://",
+        "--front-via-upstream",
+    ] {
+        assert!(help.contains(flag), "run --help lacks {flag}");
+    }
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["run", "--upstream", "127.0.0.1:1080", SECRET_HEX],
+            "--upstream: not a socks5://",
+        ),
+        (
+            &[
+                "run",
+                "--upstream",
+                "socks5://u:@127.0.0.1:1080",
+                SECRET_HEX,
+            ],
+            "--upstream: PASS must be 1 to 255 bytes",
+        ),
+        (
+            &["run", "--upstream", "socks5://127.0.0.1:0", SECRET_HEX],
+            "--upstream:",
+        ),
+        (
+            &["run", SECRET_HEX, "--upstream"],
+            "--upstream needs a value",
+        ),
+        (
+            &["run", "--front-via-upstream", SECRET_HEX],
+            "--front-via-upstream needs --upstream",
+        ),
+        (
+            &["run", "--proxy-protocol=yes", SECRET_HEX],
+            "--proxy-protocol takes no value",
+        ),
+        (
+            &["run", "--front-proxy-protocol=v2", SECRET_HEX],
+            "--front-proxy-protocol takes no value",
+        ),
+    ];
+    for (args, expected) in cases {
+        assert_usage_error(args, expected);
+    }
+}

@@ -5,9 +5,11 @@ pub mod cipher;
 pub mod dc;
 pub mod hello;
 pub mod obfs2;
+pub mod proxy_protocol;
 pub mod record;
 pub mod replay;
 pub mod server_hello;
+pub mod socks5;
 #[cfg(test)]
 pub(crate) mod testdata;
 pub mod x25519;

@@ -2,7 +2,8 @@
 //! §2-§5), as TDLib does it.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpStream};
+use std::os::fd::FromRawFd;
 use std::time::Duration;
 
 use crate::crypto::Ctr;
@@ -83,6 +84,47 @@ pub fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
     let stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// As [`connect`], from `local` (another loopback address such as 127.0.0.2, so a server can
+/// tell this client from feint, which connects from 127.0.0.1). std cannot bind before
+/// connecting, hence libc.
+pub fn connect_from(
+    local: Ipv4Addr,
+    addr: SocketAddrV4,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
+    let sockaddr = |ip: Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(ip.octets()),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: socket takes plain integers and returns a new descriptor or -1.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is the socket just created; the stream owns it from here and closes it.
+    let stream = unsafe { TcpStream::from_raw_fd(fd) };
+    // SO_SNDTIMEO also bounds a blocking connect on Linux.
+    stream.set_write_timeout(Some(timeout))?;
+    stream.set_read_timeout(Some(timeout))?;
+    let from = sockaddr(local, 0);
+    // SAFETY: from is a valid sockaddr_in of length len, alive for the call.
+    if unsafe { libc::bind(fd, (&from as *const libc::sockaddr_in).cast(), len) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let to = sockaddr(*addr.ip(), addr.port());
+    // SAFETY: as above.
+    if unsafe { libc::connect(fd, (&to as *const libc::sockaddr_in).cast(), len) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
     stream.set_nodelay(true)?;
     Ok(stream)
 }

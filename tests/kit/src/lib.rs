@@ -1,12 +1,15 @@
 //! Black-box test kit for feint: an independent FakeTLS + obfuscated2 client, a fake DC, a
-//! recording fronting target, and launchers for nginx and the feint binary.
+//! recording fronting target, and launchers for nginx, HAProxy, Dante and the feint binary.
 //! Written from `docs/PROTOCOL.md` alone, never from feint's `src/proto`.
 
 pub mod client;
 pub mod crypto;
+pub mod daemon;
+pub mod dante;
 pub mod dc;
 pub mod feint;
 pub mod front;
+pub mod haproxy;
 pub mod hello;
 pub mod nginx;
 pub mod obfs2;
@@ -19,9 +22,11 @@ pub mod tls;
 pub mod wire;
 
 pub use client::{ClientOptions, FakeTlsClient};
+pub use dante::Dante;
 pub use dc::{DcMode, FakeDc};
 pub use feint::Feint;
 pub use front::RecordingFront;
+pub use haproxy::Haproxy;
 pub use hello::{HelloShape, HelloSpec};
 pub use nginx::Nginx;
 pub use secret::Secret;

@@ -1,5 +1,6 @@
 //! An nginx on loopback serving a static page over TLS (self-signed certificate for the test
-//! domain) and plain HTTP, started as a child process and killed on drop.
+//! domain) and plain HTTP, started as a child process and killed on drop. It may require a
+//! PROXY protocol header on both ports and log the address in it.
 
 use std::fs;
 use std::io;
@@ -22,6 +23,13 @@ pub struct Nginx {
     pub big: Vec<u8>,
     child: Child,
     dir: TempDir,
+}
+
+/// Whether nginx's ports expect a PROXY protocol header (`listen … proxy_protocol`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyHeader {
+    Absent,
+    Required,
 }
 
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -62,6 +70,12 @@ impl Nginx {
     /// Writes a certificate, a page and a config into a temp dir, starts nginx and waits, bounded,
     /// until its TLS port accepts.
     pub fn start(domain: &str) -> io::Result<Nginx> {
+        Self::start_with(domain, ProxyHeader::Absent)
+    }
+
+    /// As [`Nginx::start`], with both ports expecting a PROXY protocol header when `header` is
+    /// `Required`; [`Nginx::access_log`] then shows the address each header carried.
+    pub fn start_with(domain: &str, header: ProxyHeader) -> io::Result<Nginx> {
         let dir = TempDir::new("feint-nginx")?;
         let d = dir.path().to_path_buf();
         fs::create_dir_all(d.join("html"))?;
@@ -95,7 +109,7 @@ impl Nginx {
         let mut last_error = String::new();
         for _ in 0..START_ATTEMPTS {
             let (tls_port, http_port) = free_ports()?;
-            let conf = config(&d, domain, tls_port, http_port);
+            let conf = config(&d, domain, tls_port, http_port, header);
             fs::write(d.join("nginx.conf"), conf)?;
             let _ = fs::remove_file(d.join("error.log"));
             let log = fs::File::create(d.join("stderr.log"))?;
@@ -136,6 +150,12 @@ impl Nginx {
         )))
     }
 
+    /// The access log so far: one line per request, `REMOTE_ADDR PROXY_ADDR:PROXY_PORT "REQUEST"
+    /// STATUS`, where the PROXY fields come from a PROXY protocol header (`:` without one).
+    pub fn access_log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
+    }
+
     /// nginx's error log so far (level info), for diagnostics.
     pub fn error_log(&self) -> String {
         fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
@@ -161,8 +181,18 @@ fn wait_ready(child: &mut Child, addrs: &[SocketAddr]) -> io::Result<bool> {
     Ok(false)
 }
 
-fn config(dir: &std::path::Path, domain: &str, tls_port: u16, http_port: u16) -> String {
+fn config(
+    dir: &std::path::Path,
+    domain: &str,
+    tls_port: u16,
+    http_port: u16,
+    header: ProxyHeader,
+) -> String {
     let d = dir.display();
+    let proxy_protocol = match header {
+        ProxyHeader::Absent => "",
+        ProxyHeader::Required => " proxy_protocol",
+    };
     // The user directive only matters when nginx starts as root; it keeps nginx from switching
     // to "nobody", who could not read the temp dir.
     let user = if is_root() { "user root;\n" } else { "" };
@@ -174,7 +204,8 @@ pid {d}/nginx.pid;
 error_log {d}/error.log info;
 events {{ worker_connections 512; }}
 http {{
-    access_log {d}/access.log;
+    log_format addresses '$remote_addr $proxy_protocol_addr:$proxy_protocol_port \"$request\" $status';
+    access_log {d}/access.log addresses;
     client_body_temp_path {d}/tmp/body;
     proxy_temp_path {d}/tmp/proxy;
     fastcgi_temp_path {d}/tmp/fastcgi;
@@ -182,8 +213,8 @@ http {{
     scgi_temp_path {d}/tmp/scgi;
     default_type text/html;
     server {{
-        listen 127.0.0.1:{tls_port} ssl;
-        listen 127.0.0.1:{http_port};
+        listen 127.0.0.1:{tls_port} ssl{proxy_protocol};
+        listen 127.0.0.1:{http_port}{proxy_protocol};
         server_name {domain};
         ssl_certificate {d}/cert.pem;
         ssl_certificate_key {d}/key.pem;
