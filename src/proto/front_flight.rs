@@ -554,12 +554,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::testdata::{TDLIB_CAPTURES, TDLIB_HELLO_LEN};
-
-    /// nginx 1.22.1 with OpenSSL 3.0.19 and a self-signed RSA-2048 certificate, answering the
-    /// first TDLib capture: everything it sent before going quiet.
-    const NGINX_FLIGHT: &[u8] =
-        include_bytes!("../../tests/fixtures/nginx-1.22/flight-to-tdlib-003.bin");
+    use crate::proto::testdata::{NGINX_FLIGHT, TDLIB_CAPTURES, TDLIB_HELLO_LEN};
 
     fn draws(seed: u8) -> [u8; CLIENT_HELLO_RANDOM_LEN] {
         let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(seed);
