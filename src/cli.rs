@@ -148,6 +148,9 @@ Options:
       --public ADDR[:PORT]
       The address clients dial, printed in the links at start. The port defaults to
       the first --bind's. feint never asks a third party for its address.
+      --no-front-probe
+      Do not connect to the front (at start and every 5 minutes) to learn how it
+      answers a TDLib hello; answer clients with the default reply instead.
   -v, --verbose
       Log one line per connection outcome; without it feint logs start, stop and errors.
   -h, --help
@@ -216,6 +219,7 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
     let mut buffers = DEFAULT_BUFFERS;
     let mut public = None;
     let mut log = LogLevel::Quiet;
+    let mut probe_front = true;
 
     while let Some(arg) = parser.next()? {
         match arg {
@@ -265,6 +269,7 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
                 })?;
             }
             Long("public") => public = Some(flag_value(&mut parser, "--public", parse_public)?),
+            Long("no-front-probe") => probe_front = false,
             Short('v') | Long("verbose") => log = LogLevel::Verbose,
             Short('h') | Long("help") => return Ok(Command::Help(RUN_HELP)),
             Value(text) if secret.is_none() => secret = Some(parse_secret(&text)?),
@@ -297,6 +302,7 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
         log,
         threads,
         buffers,
+        probe_front,
     }))
 }
 
@@ -616,6 +622,7 @@ mod tests {
         assert_eq!(config.log, LogLevel::Quiet);
         assert_eq!(config.threads, 0);
         assert_eq!(config.buffers, 512);
+        assert!(config.probe_front);
     }
 
     #[test]
@@ -648,9 +655,11 @@ mod tests {
             "64",
             "--public",
             "proxy.example.org:8443",
+            "--no-front-probe",
             "-v",
             SECRET_BASE64URL,
         ]);
+        assert!(!config.probe_front);
         assert_eq!(
             config.binds,
             vec![

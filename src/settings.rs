@@ -54,4 +54,6 @@ pub struct Config {
     pub threads: usize,
     /// I/O buffers in all, shared by the sessions of each loop.
     pub buffers: usize,
+    /// Learn the front's answer to a TDLib hello and shape our reply like it (issue 8).
+    pub probe_front: bool,
 }

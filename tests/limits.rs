@@ -37,6 +37,8 @@ fn setup(dc_mode: DcMode, front_mode: FrontMode, extra: &[&str]) -> Setup {
     let mut args = vec![
         "--front".to_string(),
         front.addr().to_string(),
+        // A recording front must see only fronted connections.
+        "--no-front-probe".to_string(),
         "--dc".to_string(),
         format!("2={}", dc.addr()),
     ];

@@ -1,5 +1,6 @@
 //! State shared by all event loops: settings derived from the flags, the replay filter, the
-//! resolved fronting addresses and the stop flag. Touched only at accept and handshake time.
+//! resolved fronting addresses, what was learned of the front's answer, and the stop flag.
+//! Touched only at accept and handshake time.
 
 use std::collections::hash_map::RandomState;
 use std::net::SocketAddr;
@@ -8,6 +9,7 @@ use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::proto::dc;
+use crate::proto::front_flight::FrontProfile;
 use crate::proto::replay::ReplayFilter;
 use crate::settings::{Config, LogLevel, PreferIp};
 
@@ -34,6 +36,8 @@ pub struct Shared {
     pub cert_len: usize,
     pub replay: Mutex<ReplayFilter<RandomState>>,
     pub front: RwLock<FrontAddresses>,
+    /// The front's answer to a TDLib-shaped hello, once a probe has read one (issue 8).
+    pub profile: RwLock<Option<FrontProfile>>,
     pub stop: AtomicBool,
 }
 
@@ -59,6 +63,7 @@ impl Shared {
                 RandomState::new(),
             )),
             front: RwLock::new([None; MAX_FRONT_ADDRESSES]),
+            profile: RwLock::new(None),
             stop: AtomicBool::new(false),
         }
     }
@@ -105,6 +110,21 @@ impl Shared {
         match self.front.write() {
             Ok(mut current) => *current = addresses,
             Err(poisoned) => *poisoned.into_inner() = addresses,
+        }
+    }
+
+    /// What the last successful probe learned of the front's first flight; None before.
+    pub fn front_profile(&self) -> Option<FrontProfile> {
+        match self.profile.read() {
+            Ok(profile) => *profile,
+            Err(poisoned) => *poisoned.into_inner(),
+        }
+    }
+
+    pub fn set_front_profile(&self, profile: Option<FrontProfile>) {
+        match self.profile.write() {
+            Ok(mut current) => *current = profile,
+            Err(poisoned) => *poisoned.into_inner() = profile,
         }
     }
 
