@@ -25,10 +25,14 @@ use super::socket::{self, ConnectState, Outcome};
 use super::sys;
 use super::timer::{TimerWheel, TICK};
 use crate::proto::cipher::CtrState;
+use crate::proto::front_flight::ML_KEM_768_CIPHERTEXT_LEN;
 use crate::proto::hello::{self, Assembly, Rejection};
 use crate::proto::obfs2::{self, FRAME_LEN};
 use crate::proto::record::{Deframer, RecordError};
 use crate::proto::{server_hello, x25519};
+
+// A reply shaped like the front's and its ML-KEM stand-in fit one pool buffer side by side.
+const _: () = assert!(server_hello::MAX_REPLY_LEN + ML_KEM_768_CIPHERTEXT_LEN <= BUF_LEN);
 
 /// Steps (one read or one write each) a session may take per wake-up before others get a turn.
 const STEP_BUDGET: usize = 64;
@@ -538,19 +542,44 @@ impl Session {
         let public_key = x25519::key_share(&random);
         let mut seed = [0; 1];
         ctx.random(&mut seed);
-        let cert_len =
-            (ctx.shared.cert_len + (seed[0] as usize % 64)).min(server_hello::MAX_CERT_LEN);
+        let profile = ctx.shared.front_profile();
+        // With the front's profile the certificate record is as long as the front's whole
+        // flight, on every connection alike (issue 8); without one, today's drawn length.
+        let cert_len = match &profile {
+            Some(front) => front.cert_len(),
+            None => (ctx.shared.cert_len + (seed[0] as usize % 64)).min(server_hello::MAX_CERT_LEN),
+        };
         let noise = ctx.noise.get_mut(..cert_len).ok_or(End::Internal)?;
         noise.fill(0);
         ctx.rng.apply(noise);
         let buf = ctx.pool.get(id);
-        let len = server_hello::emit(
-            buf,
-            &ctx.shared.key,
-            &verified,
-            &public_key,
-            &ctx.noise[..cert_len],
-        )
+        let len = match &profile {
+            None => server_hello::emit(
+                buf,
+                &ctx.shared.key,
+                &verified,
+                &public_key,
+                &ctx.noise[..cert_len],
+            ),
+            Some(front) => {
+                // The stand-in ML-KEM ciphertext is drawn into the end of the buffer, past the
+                // longest reply.
+                let (out, tail) = buf.split_at_mut(BUF_LEN - ML_KEM_768_CIPHERTEXT_LEN);
+                tail.fill(0);
+                ctx.rng.apply(tail);
+                let ml_kem_ciphertext = <&[u8; ML_KEM_768_CIPHERTEXT_LEN]>::try_from(&*tail)
+                    .map_err(|_| End::Internal)?;
+                server_hello::emit_like(
+                    out,
+                    &ctx.shared.key,
+                    &verified,
+                    front,
+                    &public_key,
+                    ml_kem_ciphertext,
+                    &ctx.noise[..cert_len],
+                )
+            }
+        }
         .ok_or(End::Internal)?;
         self.down.start = 0;
         self.down.end = len as u16;
