@@ -355,7 +355,7 @@ impl fmt::Display for FrontProfile {
             write!(f, "{}{len}", if i == 0 { "" } else { " + " })?;
         }
         if usize::from(self.record_count) > MAX_FLIGHT_RECORDS {
-            write!(f, " + …")?;
+            write!(f, " + ...")?;
         }
         let records = if self.record_count == 1 {
             "record"
