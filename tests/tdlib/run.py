@@ -66,6 +66,24 @@ NGINX_FLIGHT = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..
 FEINT_LEARN_TIMEOUT = 10.0
 
 
+def hybrid_flight(flight):
+    """`flight` with its ServerHello rebuilt as a front with ML-KEM would send it: key_share for
+    X25519MLKEM768 (0x11ec) with 1088 bytes of ciphertext and 32 of X25519, random here."""
+    length = int.from_bytes(flight[3:5], "big")
+    body, rest = flight[5:5 + length], flight[5 + length:]
+    at = 4 + 2 + 32
+    at += 1 + body[at]
+    head = bytearray(body[:at + 3])  # up to the cipher suite and compression
+    extensions = bytearray()
+    extensions += bytes.fromhex("002b00020304")
+    share = os.urandom(1088 + 32)
+    extensions += bytes.fromhex("0033") + (4 + len(share)).to_bytes(2, "big")
+    extensions += bytes.fromhex("11ec") + len(share).to_bytes(2, "big") + share
+    hello = head + len(extensions).to_bytes(2, "big") + extensions
+    hello[1:4] = (len(hello) - 4).to_bytes(3, "big")
+    return flight[:3] + len(hello).to_bytes(2, "big") + bytes(hello) + rest
+
+
 def ctr(key, iv):
     """AES-256-CTR with a 128-bit big-endian counter; the same object encrypts and decrypts."""
     return Cipher(algorithms.AES(key), modes.CTR(iv)).encryptor()
@@ -221,7 +239,8 @@ class RecordingFront:
     hello was signed with our key. TDLib's hellos are; feint's probe of the front is not. TDLib
     must never be fronted."""
 
-    def __init__(self):
+    def __init__(self, flight):
+        self.flight = flight
         self.dc = FakeDc(expected_dc=None)
         self.dc.serve = self.serve
         self.port = self.dc.port
@@ -240,7 +259,7 @@ class RecordingFront:
                     received[3:5], "big")
                 if "genuine_hello" not in log and received[0] == 0x16 and whole:
                     log["genuine_hello"] = hello_verifies(received)
-                    sock.sendall(NGINX_FLIGHT)
+                    sock.sendall(self.flight)
         except OSError:
             pass
         log["received_len"] = len(received)
@@ -349,6 +368,8 @@ def main():
     mode.add_argument("--feint", help="path of the feint binary")
     mode.add_argument("--direct", action="store_true", help="no feint: fake DCs are dd proxies")
     parser.add_argument("--td-log", help="write TDLib's log (verbosity 3) to this file")
+    parser.add_argument("--hybrid-front", action="store_true",
+                        help="the front answers in X25519MLKEM768, as one with ML-KEM would")
     args = parser.parse_args()
 
     td_log = args.td_log or os.path.join(tempfile.mkdtemp(prefix="feint-tdlib-"), "td.log")
@@ -360,7 +381,7 @@ def main():
 
     secret = KEY if args.direct else None
     dcs = {dc_id: FakeDc(dc_id, secret) for dc_id in DC_IDS}
-    front = RecordingFront()
+    front = RecordingFront(hybrid_flight(NGINX_FLIGHT) if args.hybrid_front else NGINX_FLIGHT)
     feint = None
     report = {"mode": "direct" if args.direct else "feint", "tdjson": tdjson.__version__,
               "td_log": td_log, "dcs": {}}
