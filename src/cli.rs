@@ -184,6 +184,9 @@ Options:
       literally, without percent-decoding; PASS may contain ':' and '@'. [default port: 1080]
       --front-via-upstream
       Dial the front through --upstream as well; without it the front is dialled directly.
+      --no-front-probe
+      Do not connect to the front (at start and every 5 minutes) to learn how it
+      answers a TDLib hello; answer clients with the default reply instead.
   -v, --verbose
       Log one line per connection outcome; without it feint logs start, stop and errors.
   -h, --help
@@ -263,6 +266,7 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
     let mut front_proxy_header = FrontProxyHeader::Off;
     let mut upstream = None;
     let mut front_route = FrontRoute::Direct;
+    let mut probe_front = true;
 
     while let Some(arg) = parser.next()? {
         match arg {
@@ -328,6 +332,7 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
                 upstream = Some(flag_value(&mut parser, "--upstream", parse_upstream)?)
             }
             Long("front-via-upstream") => front_route = FrontRoute::ViaUpstream,
+            Long("no-front-probe") => probe_front = false,
             Short('v') | Long("verbose") => log = LogLevel::Verbose,
             Short('h') | Long("help") => return Ok(Command::Help(RUN_HELP)),
             Value(text) if secret.is_none() => secret = Some(parse_secret(&text)?),
@@ -372,6 +377,7 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
         front_proxy_header,
         upstream,
         front_route,
+        probe_front,
     })))
 }
 
@@ -798,6 +804,7 @@ mod tests {
         assert_eq!(config.metrics, None);
         assert_eq!(config.stats_every, Some(Duration::from_secs(3600)));
         assert_eq!((config.allow, config.block), (None, None));
+        assert!(config.probe_front);
     }
 
     #[test]
@@ -853,9 +860,11 @@ mod tests {
             "--public",
             "[2001:db8::1]",
             "--qr",
+            "--no-front-probe",
             "-v",
             SECRET_BASE64URL,
         ]);
+        assert!(!config.probe_front);
         assert_eq!(
             config.binds,
             vec![

@@ -132,4 +132,6 @@ pub struct Config {
     pub front_proxy_header: FrontProxyHeader,
     pub upstream: Option<Upstream>,
     pub front_route: FrontRoute,
+    /// Learn the front's answer to a TDLib hello and shape our reply like it (issue 8).
+    pub probe_front: bool,
 }

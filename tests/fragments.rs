@@ -29,7 +29,12 @@ fn split(record: &[u8], pieces: usize) -> Vec<u8> {
 }
 
 fn start(front: &RecordingFront, secret: &Secret) -> Feint {
-    let args = ["--front".to_string(), front.addr().to_string()];
+    let args = [
+        "--front".to_string(),
+        front.addr().to_string(),
+        // A recording front must see only fronted connections.
+        "--no-front-probe".to_string(),
+    ];
     Feint::start(bin(), secret, &args).unwrap()
 }
 

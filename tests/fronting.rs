@@ -252,7 +252,12 @@ fn fronted(conns: &[FrontConnection]) -> Vec<&FrontConnection> {
 fn every_rejected_input_reaches_the_front_unchanged() {
     let secret = Secret::random(DOMAIN);
     let front = RecordingFront::start(FrontMode::Record).unwrap();
-    let args = ["--front".to_string(), front.addr().to_string()];
+    let args = [
+        "--front".to_string(),
+        front.addr().to_string(),
+        // A recording front must see only fronted connections.
+        "--no-front-probe".to_string(),
+    ];
     let feint = Feint::start(bin(), &secret, &args).unwrap();
     let build = |options: ClientOptions| options.hello(&secret);
     let valid = build(ClientOptions::default());
@@ -355,7 +360,12 @@ fn large_download_through_the_front_is_intact() {
 fn large_upload_through_the_front_is_intact() {
     let secret = Secret::random(DOMAIN);
     let front = RecordingFront::start(FrontMode::Record).unwrap();
-    let args = ["--front".to_string(), front.addr().to_string()];
+    let args = [
+        "--front".to_string(),
+        front.addr().to_string(),
+        // A recording front must see only fronted connections.
+        "--no-front-probe".to_string(),
+    ];
     let feint = Feint::start(bin(), &secret, &args).unwrap();
     let mut upload = random_bytes(4 << 20);
     upload[0] = 0x00;

@@ -37,6 +37,8 @@ fn setup(dc_mode: DcMode, front_mode: FrontMode, extra: &[&str]) -> Setup {
     let mut args = vec![
         "--front".to_string(),
         front.addr().to_string(),
+        // A recording front must see only fronted connections.
+        "--no-front-probe".to_string(),
         "--dc".to_string(),
         format!("2={}", dc.addr()),
     ];
@@ -308,6 +310,8 @@ fn front_half_close_reaches_the_client() {
     let args = [
         "--front".to_string(),
         front.local_addr().unwrap().to_string(),
+        // This front takes one connection: the client's, not a probe's.
+        "--no-front-probe".to_string(),
     ];
     let feint = Feint::start(bin(), &secret, &args).unwrap();
     let server = std::thread::spawn(move || {

@@ -171,9 +171,7 @@ fn relaying_megabytes_allocates_nothing() {
     let Ok(Command::Run(config)) = cli::parse(lexopt::Parser::from_args(args)) else {
         panic!("the run command line parses");
     };
-    thread::spawn(move || {
-        feint::proxy::run(&config, feint::proxy::AccessLists::default(), |_| {})
-    });
+    thread::spawn(move || feint::proxy::run(&config, feint::proxy::AccessLists::default(), |_| {}));
 
     let proxy: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
     let mut stream = (0..100)

@@ -42,6 +42,8 @@ fn setup(ip: IpAddr, extra: &[&str]) -> Setup {
         std::net::SocketAddr::new(ip, 0).to_string(),
         "--front".to_string(),
         front.addr().to_string(),
+        // A recording front must see only fronted connections.
+        "--no-front-probe".to_string(),
     ];
     args.extend(dc::routes(&dcs));
     args.extend(extra.iter().map(|s| s.to_string()));
@@ -190,7 +192,12 @@ fn captured_tdlib_connection_reaches_its_dc() {
         .map(|_| FakeDc::start(DcMode::Silent).unwrap())
         .collect();
     let front = RecordingFront::start(FrontMode::Record).unwrap();
-    let mut args = vec!["--front".to_string(), front.addr().to_string()];
+    let mut args = vec![
+        "--front".to_string(),
+        front.addr().to_string(),
+        // A recording front must see only fronted connections.
+        "--no-front-probe".to_string(),
+    ];
     args.extend(dc::routes(&dcs));
     let feint = Feint::start(bin(), &secret, &args).unwrap();
 
@@ -242,6 +249,8 @@ fn stale_captured_tdlib_connection_is_fronted_unchanged() {
     let args = [
         "--front".to_string(),
         front.addr().to_string(),
+        // A recording front must see only fronted connections.
+        "--no-front-probe".to_string(),
         "--dc".to_string(),
         format!("2={}", dc.addr()),
     ];

@@ -89,3 +89,15 @@ fn tdlib_talks_to_every_dc_through_feint() {
     let output = run_script(&python, &["--feint", &feint]);
     assert!(output.contains("tdlib: 5 passed, 0 failed"));
 }
+
+/// The front answers in X25519MLKEM768, and TDLib offers it: feint's reply carries a 1120-byte
+/// hybrid key share, and TDLib still accepts it.
+#[test]
+fn tdlib_accepts_a_reply_in_x25519mlkem768() {
+    let Some(python) = python() else { return };
+    let feint = binary(env!("CARGO_BIN_EXE_feint"));
+    let feint = feint.display().to_string();
+    let output = run_script(&python, &["--feint", &feint, "--hybrid-front"]);
+    assert!(output.contains("tdlib: 5 passed, 0 failed"));
+    assert!(output.contains("group x25519mlkem768 (1120-byte share)"));
+}

@@ -6,6 +6,9 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use super::front_flight::{
+    EXTENSION_KEY_SHARE, GROUP_X25519_MLKEM768, ML_KEM_768_ENCAPSULATION_KEY_LEN,
+};
 use super::record::{HANDSHAKE, HEADER_LEN};
 
 /// Smallest and largest handshake payload accepted (docs/PROTOCOL.md §2.3).
@@ -24,6 +27,8 @@ const CLIENT_HELLO: u8 = 0x01;
 const HANDSHAKE_HEADER_LEN: usize = 4;
 const MAX_SESSION_ID_LEN: usize = 32;
 const EXTENSION_SERVER_NAME: u16 = 0x0000;
+/// The client's X25519MLKEM768 share: an ML-KEM-768 encapsulation key, then X25519.
+const X25519_MLKEM768_SHARE_LEN: usize = ML_KEM_768_ENCAPSULATION_KEY_LEN + 32;
 const SERVER_NAME_HOST: u8 = 0x00;
 /// Record versions a hello may carry: every client sends `03 01`; telemt also takes `03 03`.
 const HELLO_RECORD_VERSIONS: [[u8; 2]; 2] = [[0x03, 0x01], [0x03, 0x03]];
@@ -227,13 +232,27 @@ pub struct Verified {
     pub session_id: [u8; 32],
     pub session_id_len: u8,
     pub cipher_suite: [u8; 2],
+    /// Which of TLS13_SUITES the client offered, in that order.
+    pub tls13_suites_offered: [bool; 3],
+    /// The client sent a key share for X25519MLKEM768, so a server may answer in that group.
+    pub offers_x25519mlkem768: bool,
     pub timestamp: u32,
 }
 
-/// Checks an assembled hello (docs/PROTOCOL.md §2.4 steps 2-5 and 7): ClientHello structure,
-/// SNI equal to `domain`, digest in constant time, |now - ts| <= max_skew, a TLS 1.3 suite.
-/// Replay is the caller's step. `record` is modified while the digest is computed (the random
-/// is zeroed) and restored before returning.
+impl Verified {
+    /// True if the client offered this TLS 1.3 cipher suite.
+    pub fn offers_suite(&self, suite: [u8; 2]) -> bool {
+        TLS13_SUITES
+            .iter()
+            .zip(self.tls13_suites_offered)
+            .any(|(&known, offered)| offered && known == suite)
+    }
+}
+
+/// Checks an assembled hello (docs/PROTOCOL.md §2.4 steps 2-5 and 7): ClientHello structure, SNI equal
+/// to `domain`, digest in constant time, |now - ts| <= max_skew, a TLS 1.3 suite. Replay is the
+/// caller's step. `record` is modified while the digest is computed (the random is zeroed) and
+/// restored before returning.
 pub fn verify(
     record: &mut [u8],
     key: &[u8; 16],
@@ -248,6 +267,9 @@ pub fn verify(
     let client_random = hello.random;
     let (session_id, session_id_len) = hello.session_id();
     let cipher_suite = hello.tls13_suite();
+    let tls13_suites_offered = TLS13_SUITES.map(|suite| hello.offers_suite(suite));
+    let offers_x25519mlkem768 =
+        hello.has_key_share(GROUP_X25519_MLKEM768, X25519_MLKEM768_SHARE_LEN);
 
     let timestamp = check_digest(record, key, &client_random)?;
     if now_unix.abs_diff(u64::from(timestamp)) > max_skew.as_secs() {
@@ -258,6 +280,8 @@ pub fn verify(
         session_id,
         session_id_len,
         cipher_suite: cipher_suite.ok_or(Rejection::NoTls13Suite)?,
+        tls13_suites_offered,
+        offers_x25519mlkem768,
         timestamp,
     })
 }
@@ -415,6 +439,39 @@ impl<'a> ClientHello<'a> {
         let len = self.session_id.len().min(MAX_SESSION_ID_LEN);
         session_id[..len].copy_from_slice(&self.session_id[..len]);
         (session_id, len as u8)
+    }
+
+    fn offers_suite(&self, suite: [u8; 2]) -> bool {
+        self.cipher_suites.chunks_exact(2).any(|pair| pair == suite)
+    }
+
+    /// True if the key_share extension (RFC 8446 §4.2.8) holds a share of `group` that is `len`
+    /// bytes long. A malformed list holds nothing.
+    fn has_key_share(&self, group: u16, len: usize) -> bool {
+        let Some((_, body)) = Extensions(self.extensions)
+            .filter_map(Result::ok)
+            .find(|&(kind, _)| kind == EXTENSION_KEY_SHARE)
+        else {
+            return false;
+        };
+        let mut extension = Reader(body);
+        let Ok(list) = extension
+            .u16()
+            .and_then(|list_len| extension.take(list_len))
+        else {
+            return false;
+        };
+        let mut list = Reader(list);
+        while !list.0.is_empty() {
+            let Ok(kind) = list.u16() else { return false };
+            let Ok(share) = list.u16().and_then(|share_len| list.take(share_len)) else {
+                return false;
+            };
+            if kind == usize::from(group) && share.len() == len {
+                return true;
+            }
+        }
+        false
     }
 
     /// The first offered suite that is TLS 1.3, skipping GREASE (docs/PROTOCOL.md §2.4 step 7).
@@ -635,6 +692,10 @@ mod tests {
             (0xa0..=0xbf).collect::<Vec<u8>>()
         );
         assert_eq!(verified.cipher_suite, [0x13, 0x01]);
+        // The §10 hello offers 13 01 and 13 02, and only an X25519 share.
+        assert_eq!(verified.tls13_suites_offered, [true, true, false]);
+        assert!(verified.offers_suite([0x13, 0x02]) && !verified.offers_suite([0x13, 0x03]));
+        assert!(!verified.offers_x25519mlkem768);
     }
 
     #[test]
@@ -684,6 +745,8 @@ mod tests {
             assert_eq!(verified.timestamp, timestamp);
             assert_eq!(verified.cipher_suite, [0x13, 0x01]);
             assert_eq!(verified.session_id_len, 32);
+            assert!(verified.offers_x25519mlkem768);
+            assert_eq!(verified.tls13_suites_offered, [true; 3]);
         }
     }
 

@@ -3,6 +3,7 @@
 
 pub mod cipher;
 pub mod dc;
+pub mod front_flight;
 pub mod hello;
 pub mod obfs2;
 pub mod proxy_protocol;

@@ -1,13 +1,18 @@
 //! Our reply flight: ServerHello, CCS and one ApplicationData record standing in for the
 //! certificate, signed as docs/PROTOCOL.md §3 says. Written into the caller's buffer.
 
+use super::front_flight::{
+    FrontProfile, GROUP_X25519, GROUP_X25519_MLKEM768, ML_KEM_768_CIPHERTEXT_LEN,
+};
 use super::hello::{hmac_sha256, Verified};
 use super::record::{APPLICATION_DATA, CHANGE_CIPHER_SPEC, HANDSHAKE};
 
 /// iOS refuses a certificate record over 10 240 bytes (docs/PROTOCOL.md §3.2).
 pub const MAX_CERT_LEN: usize = 10240;
-/// Bytes before the certificate payload with a 32-byte session id.
+/// Bytes before the certificate payload with a 32-byte session id and an X25519 share.
 pub const FIXED_LEN: usize = 138;
+/// The longest reply: a 32-byte session id, an X25519MLKEM768 share and the largest certificate.
+pub const MAX_REPLY_LEN: usize = FIXED_LEN + ML_KEM_768_CIPHERTEXT_LEN + MAX_CERT_LEN;
 
 const SERVER_HELLO: u8 = 0x02;
 const TLS12: [u8; 2] = [0x03, 0x03];
@@ -15,22 +20,78 @@ const TLS12: [u8; 2] = [0x03, 0x03];
 const RANDOM_START: usize = 11;
 const RANDOM_LEN: usize = 32;
 const MAX_SESSION_ID_LEN: usize = 32;
-/// ServerHello record payload with an empty session id: 4 + 2 + 32 + 1 + 2 + 1 + 2 + 46.
+/// ServerHello record payload with an empty session id and an X25519 share:
+/// 4 + 2 + 32 + 1 + 2 + 1 + 2 + 46.
 const SERVER_HELLO_BASE_LEN: usize = 90;
-/// key_share with X25519 (RFC 8446 §4.2.8), placed first as the official server does.
-const KEY_SHARE_PREFIX: [u8; 8] = [0x00, 0x33, 0x00, 0x24, 0x00, 0x1d, 0x00, 0x20];
+const X25519_LEN: usize = 32;
+/// key_share (RFC 8446 §4.2.8): type, then the length of group, share length and share.
+const KEY_SHARE_TYPE: [u8; 2] = [0x00, 0x33];
+const KEY_SHARE_HEADER_LEN: usize = 8;
 /// supported_versions naming TLS 1.3 (RFC 8446 §4.2.1).
 const SUPPORTED_VERSIONS: [u8; 6] = [0x00, 0x2b, 0x00, 0x02, 0x03, 0x04];
-const EXTENSIONS_LEN: usize = KEY_SHARE_PREFIX.len() + 32 + SUPPORTED_VERSIONS.len();
 const CHANGE_CIPHER_SPEC_RECORD: [u8; 6] = [CHANGE_CIPHER_SPEC, 0x03, 0x03, 0x00, 0x01, 0x01];
 
-/// Writes the reply into `out` and returns its length, 138 - 32 + session_id_len + noise.len().
-/// `noise` (1..=MAX_CERT_LEN random bytes) becomes the certificate record's payload; `public_key`
-/// is an X25519 public key. Returns None if `out` is too small or `noise` out of range.
+/// Writes PROTOCOL.md §3.1's reply into `out` and returns its length: the client's first TLS 1.3
+/// suite, then key_share (X25519) before supported_versions. `noise` (1..=MAX_CERT_LEN random
+/// bytes) becomes the certificate record's payload; `public_key` is an X25519 public key.
+/// Returns None if `out` is too small, `noise` out of range or the session id over 32 bytes.
 pub fn emit(
     out: &mut [u8],
     key: &[u8; 16],
     hello: &Verified,
+    public_key: &[u8; 32],
+    noise: &[u8],
+) -> Option<usize> {
+    let shape = Shape {
+        cipher_suite: hello.cipher_suite,
+        versions_first: false,
+        ml_kem_part: &[],
+    };
+    write(out, key, hello, &shape, public_key, noise)
+}
+
+/// Like `emit`, but shaped like the front's own answer (issue 8): its cipher suite when the
+/// client offered it, its extension order, and its group when that is X25519MLKEM768 and the
+/// client sent a share for it. The share is then `ml_kem_ciphertext` (random bytes) followed by
+/// `public_key`: the ML-KEM part comes first in X25519MLKEM768
+/// (draft-kwiatkowski-tls-ecdhe-mlkem). The caller takes `noise`'s length from
+/// `FrontProfile::cert_len`, so the one certificate record is as long as the front's flight.
+pub fn emit_like(
+    out: &mut [u8],
+    key: &[u8; 16],
+    hello: &Verified,
+    front: &FrontProfile,
+    public_key: &[u8; 32],
+    ml_kem_ciphertext: &[u8; ML_KEM_768_CIPHERTEXT_LEN],
+    noise: &[u8],
+) -> Option<usize> {
+    let hybrid = front.group == GROUP_X25519_MLKEM768 && hello.offers_x25519mlkem768;
+    let shape = Shape {
+        cipher_suite: if hello.offers_suite(front.cipher_suite) {
+            front.cipher_suite
+        } else {
+            hello.cipher_suite
+        },
+        versions_first: front.supported_versions_first(),
+        ml_kem_part: if hybrid { ml_kem_ciphertext } else { &[] },
+    };
+    write(out, key, hello, &shape, public_key, noise)
+}
+
+/// What may differ between replies besides the random parts.
+struct Shape<'a> {
+    cipher_suite: [u8; 2],
+    /// supported_versions before key_share, as nginx orders them.
+    versions_first: bool,
+    /// Empty for an X25519 share; the ML-KEM ciphertext for X25519MLKEM768.
+    ml_kem_part: &'a [u8],
+}
+
+fn write(
+    out: &mut [u8],
+    key: &[u8; 16],
+    hello: &Verified,
+    shape: &Shape<'_>,
     public_key: &[u8; 32],
     noise: &[u8],
 ) -> Option<usize> {
@@ -41,15 +102,35 @@ pub fn emit(
     if noise.is_empty() || noise.len() > MAX_CERT_LEN {
         return None;
     }
-    let record_len = SERVER_HELLO_BASE_LEN + session_id.len();
-    let total = FIXED_LEN - MAX_SESSION_ID_LEN + session_id.len() + noise.len();
+    let (cipher_suite, ml_kem_part) = (shape.cipher_suite, shape.ml_kem_part);
+    let group = if ml_kem_part.is_empty() {
+        GROUP_X25519
+    } else {
+        GROUP_X25519_MLKEM768
+    };
+    let share_len = ml_kem_part.len() + X25519_LEN;
+
+    let record_len = SERVER_HELLO_BASE_LEN + session_id.len() + ml_kem_part.len();
+    let total =
+        FIXED_LEN - MAX_SESSION_ID_LEN - X25519_LEN + session_id.len() + share_len + noise.len();
     let out = out.get_mut(..total)?;
 
     let record_len_bytes = u16::try_from(record_len).ok()?.to_be_bytes();
     let handshake_len = u32::try_from(record_len - 4).ok()?.to_be_bytes();
     let noise_len = u16::try_from(noise.len()).ok()?.to_be_bytes();
-    let extensions_len = u16::try_from(EXTENSIONS_LEN).ok()?.to_be_bytes();
-    let parts: [&[u8]; 20] = [
+    let key_share_len = KEY_SHARE_HEADER_LEN + share_len;
+    let extensions_len = u16::try_from(key_share_len + SUPPORTED_VERSIONS.len())
+        .ok()?
+        .to_be_bytes();
+    let key_share_body_len = u16::try_from(key_share_len - 4).ok()?.to_be_bytes();
+    let share_len_bytes = u16::try_from(share_len).ok()?.to_be_bytes();
+    let group_bytes = group.to_be_bytes();
+    let (versions_before, versions_after): (&[u8], &[u8]) = if shape.versions_first {
+        (&SUPPORTED_VERSIONS, &[])
+    } else {
+        (&[], &SUPPORTED_VERSIONS)
+    };
+    let parts: [&[u8]; 25] = [
         &[HANDSHAKE],
         &TLS12,
         &record_len_bytes,
@@ -60,12 +141,17 @@ pub fn emit(
         // The session id is echoed at the length the client used (docs/PROTOCOL.md §9, item 6).
         &[hello.session_id_len],
         session_id,
-        &hello.cipher_suite,
+        &cipher_suite,
         &[0x00],
         &extensions_len,
-        &KEY_SHARE_PREFIX,
+        versions_before,
+        &KEY_SHARE_TYPE,
+        &key_share_body_len,
+        &group_bytes,
+        &share_len_bytes,
+        ml_kem_part,
         public_key,
-        &SUPPORTED_VERSIONS,
+        versions_after,
         &CHANGE_CIPHER_SPEC_RECORD,
         &[APPLICATION_DATA],
         &TLS12,
@@ -90,11 +176,15 @@ pub fn emit(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::front_flight::parse_flight;
     use crate::proto::hello::{assemble, verify, Assembly, MAX_ASSEMBLED_LEN};
-    use crate::proto::testdata::{hex, Capture, KEY, TDLIB_CAPTURES};
+    use crate::proto::testdata::{hex, Capture, KEY, NGINX_FLIGHT, TDLIB_CAPTURES};
     use crate::proto::x25519;
     use sha2::{Digest, Sha256};
     use std::time::Duration;
+
+    /// Stands in for the ML-KEM ciphertext; any bytes do.
+    const ML_KEM: [u8; ML_KEM_768_CIPHERTEXT_LEN] = [0xc7; ML_KEM_768_CIPHERTEXT_LEN];
 
     /// What `verify` reads from the docs/PROTOCOL.md §10 hello.
     fn reference_verified() -> Verified {
@@ -111,6 +201,8 @@ mod tests {
             session_id,
             session_id_len: 32,
             cipher_suite: [0x13, 0x01],
+            tls13_suites_offered: [true, true, false],
+            offers_x25519mlkem768: false,
             timestamp: 1_700_000_000,
         }
     }
@@ -224,5 +316,143 @@ mod tests {
             assert!(client_accepts(&out[..len], &hello.client_random));
             assert_eq!(out[44..76], hello.session_id);
         }
+    }
+
+    /// The first TDLib capture, verified at its time.
+    fn tdlib_verified() -> Verified {
+        let capture = &TDLIB_CAPTURES[0];
+        let mut record = vec![0; MAX_ASSEMBLED_LEN];
+        let Assembly::Complete { len, .. } = assemble(capture.bytes, &mut record) else {
+            panic!("capture is not a hello");
+        };
+        let now = u64::from(capture.time);
+        verify(
+            &mut record[..len],
+            &KEY,
+            b"www.example.com",
+            now,
+            Duration::ZERO,
+        )
+        .unwrap()
+    }
+
+    /// (type, body) of each ServerHello extension in a reply.
+    fn server_hello_extensions(reply: &[u8]) -> Vec<(u16, Vec<u8>)> {
+        let mut at = 43;
+        at += 1 + usize::from(reply[at]) + 2 + 1;
+        let end = at + 2 + usize::from(u16::from_be_bytes([reply[at], reply[at + 1]]));
+        at += 2;
+        let mut out = Vec::new();
+        while at < end {
+            let kind = u16::from_be_bytes([reply[at], reply[at + 1]]);
+            let len = usize::from(u16::from_be_bytes([reply[at + 2], reply[at + 3]]));
+            out.push((kind, reply[at + 4..at + 4 + len].to_vec()));
+            at += 4 + len;
+        }
+        assert_eq!(at, end);
+        out
+    }
+
+    #[test]
+    fn copies_nginxs_cipher_order_and_lengths() {
+        let front = parse_flight(NGINX_FLIGHT).unwrap();
+        let hello = tdlib_verified();
+        let noise = vec![0x42; front.cert_len()];
+        let public_key = x25519::public_key(&[0x31; 32]);
+        let mut out = [0; MAX_REPLY_LEN];
+        let len = emit_like(&mut out, &KEY, &hello, &front, &public_key, &ML_KEM, &noise).unwrap();
+        let reply = &out[..len];
+        assert!(client_accepts(reply, &hello.client_random));
+        let ours = parse_flight(reply).unwrap();
+        assert_eq!(ours.server_hello_len, front.server_hello_len);
+        assert_eq!(ours.cipher_suite, front.cipher_suite);
+        assert_eq!(ours.extensions(), front.extensions());
+        assert_eq!(
+            (ours.group, ours.key_share_len),
+            (front.group, front.key_share_len)
+        );
+        assert_eq!(ours.records(), [1227]);
+        // The reply is nginx's ServerHello and CCS, then one record holding its whole flight.
+        assert_eq!(len, 5 + 122 + 6 + 5 + 1227);
+    }
+
+    #[test]
+    fn answers_in_x25519mlkem768_only_when_the_front_and_the_client_do() {
+        let mut front = parse_flight(NGINX_FLIGHT).unwrap();
+        front.group = GROUP_X25519_MLKEM768;
+        front.key_share_len = 1120;
+        let public_key = x25519::public_key(&[0x31; 32]);
+        let mut out = [0; MAX_REPLY_LEN];
+
+        let hello = tdlib_verified();
+        assert!(hello.offers_x25519mlkem768);
+        let len = emit_like(
+            &mut out,
+            &KEY,
+            &hello,
+            &front,
+            &public_key,
+            &ML_KEM,
+            &[7; 100],
+        )
+        .unwrap();
+        let reply = &out[..len];
+        assert!(client_accepts(reply, &hello.client_random));
+        let ours = parse_flight(reply).unwrap();
+        assert_eq!(
+            (ours.group, ours.key_share_len),
+            (GROUP_X25519_MLKEM768, 1120)
+        );
+        assert_eq!(ours.server_hello_len, 122 + 1088);
+        let extensions = server_hello_extensions(reply);
+        let share = &extensions[1].1;
+        assert_eq!(extensions[1].0, 0x0033);
+        assert_eq!(share[..4], [0x11, 0xec, 0x04, 0x60]);
+        assert_eq!(share[4..4 + 1088], ML_KEM);
+        assert_eq!(share[4 + 1088..], public_key);
+
+        // The §10 hello sends only an X25519 share: the reply stays in X25519.
+        let hello = reference_verified();
+        let len = emit_like(
+            &mut out,
+            &KEY,
+            &hello,
+            &front,
+            &public_key,
+            &ML_KEM,
+            &[7; 100],
+        )
+        .unwrap();
+        let ours = parse_flight(&out[..len]).unwrap();
+        assert_eq!((ours.group, ours.key_share_len), (GROUP_X25519, 32));
+        assert!(client_accepts(&out[..len], &hello.client_random));
+    }
+
+    #[test]
+    fn takes_the_fronts_cipher_only_if_the_client_offered_it() {
+        let mut front = parse_flight(NGINX_FLIGHT).unwrap();
+        let hello = reference_verified();
+        let mut out = [0; 400];
+        for (fronts, expected) in [([0x13, 0x02], [0x13, 0x02]), ([0x13, 0x03], [0x13, 0x01])] {
+            front.cipher_suite = fronts;
+            let len = emit_like(&mut out, &KEY, &hello, &front, &[9; 32], &ML_KEM, &[1]).unwrap();
+            assert_eq!(parse_flight(&out[..len]).unwrap().cipher_suite, expected);
+        }
+    }
+
+    #[test]
+    fn puts_key_share_first_when_the_front_does() {
+        let mut front = parse_flight(NGINX_FLIGHT).unwrap();
+        front.extensions[..2].copy_from_slice(&[0x0033, 0x002b]);
+        let hello = reference_verified();
+        let mut out = [0; 400];
+        let len = emit_like(&mut out, &KEY, &hello, &front, &[9; 32], &ML_KEM, &[1]).unwrap();
+        let mut without = [0; 400];
+        let same = emit(&mut without, &KEY, &hello, &[9; 32], &[1]).unwrap();
+        assert_eq!(out[..len], without[..same]);
+        assert_eq!(
+            parse_flight(&out[..len]).unwrap().extensions(),
+            [0x0033, 0x002b]
+        );
     }
 }

@@ -35,6 +35,11 @@ pub const TDLIB_CAPTURES: [Capture; 3] = [
     },
 ];
 
+/// nginx 1.22.1 with OpenSSL 3.0.19 and a self-signed RSA-2048 certificate, answering the
+/// first TDLib capture: everything it sent before going quiet (its README says more).
+pub const NGINX_FLIGHT: &[u8] =
+    include_bytes!("../../tests/fixtures/nginx-1.22/flight-to-tdlib-003.bin");
+
 /// Bytes from a hex string of even length (test input only).
 pub fn hex(text: &str) -> Vec<u8> {
     (0..text.len())

@@ -2,14 +2,19 @@
 //! reply (§3), and reading the client's obfs2 frame to start the relay (§5). Called by
 //! `connection.rs`, which owns the phases; the I/O goes through `Net` like everywhere else.
 
+use super::buffer::BUF_LEN;
 use super::connection::{Connection, Cx, Dial, Phase, Relay};
 use super::end::End;
 use super::net::{CloseStyle, Net, Outcome};
 use super::pipe::{self, Read, Step, Take};
+use crate::proto::front_flight::ML_KEM_768_CIPHERTEXT_LEN;
 use crate::proto::hello::{self, Assembly, Rejection};
 use crate::proto::obfs2::{self, FRAME_LEN};
 use crate::proto::record::Deframer;
 use crate::proto::{server_hello, x25519};
+
+// A reply shaped like the front's and its ML-KEM stand-in fit one pool buffer side by side.
+const _: () = assert!(server_hello::MAX_REPLY_LEN + ML_KEM_768_CIPHERTEXT_LEN <= BUF_LEN);
 
 /// Tries at drawing a DC frame without a forbidden pattern; each try fails with p < 2^-7.
 const MAX_FRAME_DRAWS: usize = 32;
@@ -109,7 +114,9 @@ fn verify<N: Net>(cx: &mut Cx<'_, N>, len: usize) -> Result<hello::Verified, Rej
     Ok(verified)
 }
 
-/// Writes our reply flight (§3) into buffer `id`; returns its length.
+/// Writes our reply flight (§3) into buffer `id`; returns its length. Once the front's answer
+/// is known, the reply takes its shape: cipher, extension order, group, and one certificate
+/// record as long as the front's whole encrypted flight, the same on every connection.
 fn emit_reply<N: Net>(
     cx: &mut Cx<'_, N>,
     id: u32,
@@ -121,18 +128,43 @@ fn emit_reply<N: Net>(
     let public_key = x25519::key_share(&random);
     let mut seed = [0; 1];
     env.random(&mut seed);
-    let cert_len = (env.shared.cert_len + (seed[0] as usize % 64)).min(server_hello::MAX_CERT_LEN);
+    let profile = env.shared.front_profile();
+    let cert_len = match &profile {
+        Some(front) => front.cert_len(),
+        None => (env.shared.cert_len + (seed[0] as usize % 64)).min(server_hello::MAX_CERT_LEN),
+    };
     let noise = env.noise.get_mut(..cert_len).ok_or(End::Internal)?;
     noise.fill(0);
     env.rng.apply(noise);
-    server_hello::emit(
-        cx.pool.get(id),
-        &env.shared.key,
-        verified,
-        &public_key,
-        &env.noise[..cert_len],
-    )
-    .ok_or(End::Internal)
+    let buf = cx.pool.get(id);
+    let len = match &profile {
+        None => server_hello::emit(
+            buf,
+            &env.shared.key,
+            verified,
+            &public_key,
+            &env.noise[..cert_len],
+        ),
+        Some(front) => {
+            // The stand-in ML-KEM ciphertext goes at the end of the buffer, past the longest
+            // reply; any bytes do, nobody can decrypt a FakeTLS reply.
+            let (out, tail) = buf.split_at_mut(BUF_LEN - ML_KEM_768_CIPHERTEXT_LEN);
+            tail.fill(0);
+            env.rng.apply(tail);
+            let ml_kem_ciphertext =
+                <&[u8; ML_KEM_768_CIPHERTEXT_LEN]>::try_from(&*tail).map_err(|_| End::Internal)?;
+            server_hello::emit_like(
+                out,
+                &env.shared.key,
+                verified,
+                front,
+                &public_key,
+                ml_kem_ciphertext,
+                &env.noise[..cert_len],
+            )
+        }
+    };
+    len.ok_or(End::Internal)
 }
 
 /// One read of the client's records until its 64-byte obfs2 frame is in.

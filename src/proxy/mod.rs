@@ -9,6 +9,7 @@ mod counters;
 mod driver;
 mod end;
 mod event_loop;
+mod front_probe;
 mod handshake;
 mod metrics;
 mod net;
@@ -31,12 +32,14 @@ use std::time::Duration;
 
 use crate::settings::Config;
 use event_loop::EventLoop;
+use front_probe::FrontLearner;
 use shared::{FrontAddresses, Shared, MAX_FRONT_ADDRESSES};
 
 pub use access_list::{AccessLists, ListError};
 pub use buffer::BUF_LEN;
 
-/// How often the front's host name is resolved again, and how soon after a failure.
+/// How often the front's host name is resolved again (and its first flight probed), and how
+/// soon after a failed lookup.
 const FRONT_REFRESH: Duration = Duration::from_secs(300);
 const FRONT_RETRY: Duration = Duration::from_secs(10);
 
@@ -122,18 +125,31 @@ pub fn run(
     shared.set_front_addresses(front.resolve());
     {
         let shared = Arc::clone(&shared);
+        let mut learner = config
+            .probe_front
+            .then(|| FrontLearner::new(&shared.domain));
+        // The first probe runs here, off the startup path: until it answers, clients get the
+        // default reply.
         thread::Builder::new()
             .name("feint-resolve".into())
-            .spawn(move || loop {
-                thread::sleep(if front.failing {
-                    FRONT_RETRY
-                } else {
-                    FRONT_REFRESH
-                });
-                let addresses = front.resolve();
-                // Keep the last good addresses through a DNS failure.
-                if addresses[0].is_some() {
-                    shared.set_front_addresses(addresses);
+            .spawn(move || {
+                if let Some(learner) = learner.as_mut() {
+                    learner.learn(&shared.front_addresses(), &shared);
+                }
+                loop {
+                    thread::sleep(if front.failing {
+                        FRONT_RETRY
+                    } else {
+                        FRONT_REFRESH
+                    });
+                    let addresses = front.resolve();
+                    // Keep the last good addresses (and profile) through a DNS failure.
+                    if addresses[0].is_some() {
+                        shared.set_front_addresses(addresses);
+                        if let Some(learner) = learner.as_mut() {
+                            learner.learn(&addresses, &shared);
+                        }
+                    }
                 }
             })?;
     }

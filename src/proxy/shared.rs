@@ -1,6 +1,7 @@
 //! State shared by all event loops: settings derived from the flags, the replay filter, the
-//! resolved fronting addresses, the allow and block lists, the loop counters and the stop flag.
-//! Locks here are taken only at accept and handshake time, never per read or write.
+//! resolved fronting addresses, what was learned of the front's answer, the allow and block
+//! lists, the loop counters and the stop flag. Locks here are taken only at accept and
+//! handshake time, never per read or write.
 
 use std::collections::hash_map::RandomState;
 use std::net::{IpAddr, SocketAddr};
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 use super::own_dials::OwnDials;
 
 use crate::proto::dc;
+use crate::proto::front_flight::FrontProfile;
 use crate::proto::replay::ReplayFilter;
 use crate::settings::{Config, LogLevel, PreferIp};
 
@@ -48,6 +50,8 @@ pub struct Shared {
     pub lists: RwLock<Arc<AccessLists>>,
     /// One set of counters per event loop; `run` sizes it to the loop count.
     pub metrics: Metrics,
+    /// The front's answer to a TDLib-shaped hello, once a probe has read one (issue 8).
+    pub profile: RwLock<Option<FrontProfile>>,
     pub stop: AtomicBool,
 }
 
@@ -73,6 +77,7 @@ impl Shared {
             own_dials: OwnDials::new(),
             lists: RwLock::new(Arc::new(AccessLists::default())),
             metrics: Metrics::new(1),
+            profile: RwLock::new(None),
             stop: AtomicBool::new(false),
         }
     }
@@ -165,6 +170,21 @@ impl Shared {
         match self.front.write() {
             Ok(mut current) => *current = addresses,
             Err(poisoned) => *poisoned.into_inner() = addresses,
+        }
+    }
+
+    /// What the last successful probe learned of the front's first flight; None before.
+    pub fn front_profile(&self) -> Option<FrontProfile> {
+        match self.profile.read() {
+            Ok(profile) => *profile,
+            Err(poisoned) => *poisoned.into_inner(),
+        }
+    }
+
+    pub fn set_front_profile(&self, profile: Option<FrontProfile>) {
+        match self.profile.write() {
+            Ok(mut current) => *current = profile,
+            Err(poisoned) => *poisoned.into_inner() = profile,
         }
     }
 

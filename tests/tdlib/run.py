@@ -18,6 +18,7 @@ Exit status 0 when every expectation held; the report is printed as JSON on stdo
 
 import argparse
 import hashlib
+import hmac
 import json
 import os
 import queue
@@ -56,6 +57,31 @@ FEINT_START_TIMEOUT = 15.0
 TEST_PROXY_TIMEOUT = 10  # seconds, passed to TDLib
 RESPONSE_TIMEOUT = 30.0  # per testProxy call, ours
 DC_IDS = (1, 2, 3, 4, 5)
+
+# nginx 1.22's answer to a TDLib hello (ServerHello, CCS, four encrypted records). The front
+# here replays it to every hello, so feint learns nginx's shape and TDLib gets a reply shaped
+# like nginx's (issue 8).
+NGINX_FLIGHT = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures",
+                                 "nginx-1.22", "flight-to-tdlib-003.bin"), "rb").read()
+FEINT_LEARN_TIMEOUT = 10.0
+
+
+def hybrid_flight(flight):
+    """`flight` with its ServerHello rebuilt as a front with ML-KEM would send it: key_share for
+    X25519MLKEM768 (0x11ec) with 1088 bytes of ciphertext and 32 of X25519, random here."""
+    length = int.from_bytes(flight[3:5], "big")
+    body, rest = flight[5:5 + length], flight[5 + length:]
+    at = 4 + 2 + 32
+    at += 1 + body[at]
+    head = bytearray(body[:at + 3])  # up to the cipher suite and compression
+    extensions = bytearray()
+    extensions += bytes.fromhex("002b00020304")
+    share = os.urandom(1088 + 32)
+    extensions += bytes.fromhex("0033") + (4 + len(share)).to_bytes(2, "big")
+    extensions += bytes.fromhex("11ec") + len(share).to_bytes(2, "big") + share
+    hello = head + len(extensions).to_bytes(2, "big") + extensions
+    hello[1:4] = (len(hello) - 4).to_bytes(3, "big")
+    return flight[:3] + len(hello).to_bytes(2, "big") + bytes(hello) + rest
 
 
 def ctr(key, iv):
@@ -194,10 +220,27 @@ class FakeDc:
         self.thread.join(timeout=5)
 
 
-class RecordingFront:
-    """The fronting target: counts connections; TDLib must never be fronted."""
+def hello_verifies(data):
+    """True if `data` starts with a whole hello record signed with KEY (PROTOCOL.md §2.2)."""
+    if len(data) < 43 or data[0] != 0x16:
+        return False
+    end = 5 + int.from_bytes(data[3:5], "big")
+    if len(data) < end:
+        return False
+    record = bytearray(data[:end])
+    random = bytes(record[11:43])
+    record[11:43] = bytes(32)
+    digest = hmac.new(KEY, bytes(record), hashlib.sha256).digest()
+    return digest[:28] == random[:28]
 
-    def __init__(self):
+
+class RecordingFront:
+    """The fronting target: answers every TLS hello with nginx's flight and records whether the
+    hello was signed with our key. TDLib's hellos are; feint's probe of the front is not. TDLib
+    must never be fronted."""
+
+    def __init__(self, flight):
+        self.flight = flight
         self.dc = FakeDc(expected_dc=None)
         self.dc.serve = self.serve
         self.port = self.dc.port
@@ -212,10 +255,23 @@ class RecordingFront:
                 if not chunk:
                     break
                 received += chunk
+                whole = len(received) >= 5 and len(received) >= 5 + int.from_bytes(
+                    received[3:5], "big")
+                if "genuine_hello" not in log and received[0] == 0x16 and whole:
+                    log["genuine_hello"] = hello_verifies(received)
+                    sock.sendall(self.flight)
         except OSError:
             pass
         log["received_len"] = len(received)
         sock.close()
+
+    def fronted(self):
+        """Connections that may be TDLib's: all but those that sent an unsigned hello, and
+        those that carried no byte (feint dials the front at accept and closes that dial
+        unused once the hello verifies)."""
+        return [c for c in self.connections
+                if c.get("genuine_hello") is True
+                or (c.get("genuine_hello") is None and c.get("received_len"))]
 
     def stop(self):
         self.dc.stop()
@@ -251,6 +307,17 @@ class Feint:
                 continue
             if "listening on " in line:
                 self.port = int(line.split("listening on ")[1].split()[0].rsplit(":", 1)[1])
+        self.learned = self.wait_for("answers a TDLib hello", FEINT_LEARN_TIMEOUT)
+
+    def wait_for(self, needle, timeout):
+        """The first output line containing `needle`, waiting up to `timeout`; None if none."""
+        deadline = time.monotonic() + timeout
+        for _ in range(10000):
+            found = next((line for line in list(self.lines) if needle in line), None)
+            if found is not None or time.monotonic() >= deadline:
+                return found
+            time.sleep(0.05)
+        return None
 
     def collect(self, stream, tag):
         for raw in stream:
@@ -305,6 +372,8 @@ def main():
     mode.add_argument("--feint", help="path of the feint binary")
     mode.add_argument("--direct", action="store_true", help="no feint: fake DCs are dd proxies")
     parser.add_argument("--td-log", help="write TDLib's log (verbosity 3) to this file")
+    parser.add_argument("--hybrid-front", action="store_true",
+                        help="the front answers in X25519MLKEM768, as one with ML-KEM would")
     args = parser.parse_args()
 
     td_log = args.td_log or os.path.join(tempfile.mkdtemp(prefix="feint-tdlib-"), "td.log")
@@ -316,7 +385,7 @@ def main():
 
     secret = KEY if args.direct else None
     dcs = {dc_id: FakeDc(dc_id, secret) for dc_id in DC_IDS}
-    front = RecordingFront()
+    front = RecordingFront(hybrid_flight(NGINX_FLIGHT) if args.hybrid_front else NGINX_FLIGHT)
     feint = None
     report = {"mode": "direct" if args.direct else "feint", "tdjson": tdjson.__version__,
               "td_log": td_log, "dcs": {}}
@@ -325,6 +394,9 @@ def main():
         if not args.direct:
             feint = Feint(args.feint, dcs, front.port)
             report["feint_argv"] = feint.argv[:-1] + ["<secret>"]
+            report["feint_learned"] = feint.learned
+            if feint.learned is None:
+                failures.append("feint did not learn the front's flight")
         client_id = tdjson.td_create_client_id()
         report["td_client_id"] = client_id
         for dc_id in DC_IDS:
@@ -349,11 +421,9 @@ def main():
             entry = {"tdlib_answer": answer, "seconds": elapsed, "dc_connections": connections}
             report["dcs"][dc_id] = entry
             check(dc_id, entry, failures)
-        # feint dials the front at accept and closes that dial unused once the hello
-        # verifies; a connection that carried bytes is one that was fronted.
-        fronted = [c for c in front.connections if c.get("received_len")]
-        if fronted:
-            failures.append(f"feint fronted {len(fronted)} connection(s): {fronted}")
+        if front.fronted():
+            failures.append(f"feint fronted {len(front.fronted())} connection(s): "
+                            f"{front.connections}")
     finally:
         if "td_client_id" in report:
             report["td_close"] = close_tdlib(report["td_client_id"])

@@ -161,6 +161,27 @@ impl Feint {
         self.output.state.lock().unwrap().lines.join("\n")
     }
 
+    /// Waits up to `timeout` for an output line containing `needle`; returns that line.
+    pub fn wait_for_line(&self, needle: &str, timeout: Duration) -> Option<String> {
+        let end = Instant::now() + timeout;
+        let mut state = self.output.state.lock().unwrap();
+        loop {
+            if let Some(line) = state.lines.iter().find(|line| line.contains(needle)) {
+                return Some(line.clone());
+            }
+            let now = Instant::now();
+            if now >= end || state.open == 0 {
+                return None;
+            }
+            state = self
+                .output
+                .changed
+                .wait_timeout(state, end - now)
+                .unwrap()
+                .0;
+        }
+    }
+
     /// True while the process has not exited.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
