@@ -506,6 +506,14 @@ fn run(options: &Options) -> Result<String, String> {
         format!("{} / {}", rate(crypto.streaming), rate(crypto.feint_ctr)),
     ));
     table.row(row(
+        "  both passes in one, 1 core (feint apply_two)",
+        format!(
+            "{} ({:.2} CPU s per GB)",
+            rate(crypto.feint_two),
+            1e9 / crypto.feint_two
+        ),
+    ));
+    table.row(row(
         "  crypto bound, 2 passes per relayed byte",
         format!(
             "{} per core ({:.2} CPU s per GB)",

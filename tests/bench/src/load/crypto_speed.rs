@@ -1,12 +1,13 @@
 //! In-process speed of the crypto a proxy pays for, on this CPU: AES-256-CTR from the aes 0.9 +
 //! ctr 0.10 crates (Ctr128BE<Aes256>) as a long-lived cipher, the same through feint's own
-//! `CtrState` (key schedule expanded per call, here per 16 KiB), and feint's x25519 key share,
-//! which every FakeTLS handshake computes once.
+//! `CtrState` (key schedule expanded per call, here per 16 KiB), feint's `apply_two` (a relay's
+//! two passes fused into one), and feint's x25519 key share, which every FakeTLS handshake
+//! computes once. `cipher-speed` compares more ways to run the cipher.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use feint::proto::cipher::CtrState;
+use feint::proto::cipher::{apply_two, CtrState};
 use feint::proto::x25519;
 
 use crate::crypto::Ctr;
@@ -18,6 +19,8 @@ pub struct Outcome {
     pub streaming: f64,
     /// Bytes per second, one core, feint's CtrState::apply on 16 KiB.
     pub feint_ctr: f64,
+    /// Bytes per second through both passes, one core, feint's apply_two on 16 KiB.
+    pub feint_two: f64,
     /// Time for one key share as feint's handshake makes it (`x25519::key_share`).
     pub key_share: Duration,
 }
@@ -30,6 +33,10 @@ pub fn run(duration: Duration) -> Outcome {
     let streaming = bytes_per_second(duration, &mut data, |d| cipher.apply(d));
     let mut state = CtrState::new(key, iv);
     let feint_ctr = bytes_per_second(duration, &mut data, |d| state.apply(d));
+    let mut second = CtrState::new([8; 32], iv);
+    let feint_two = bytes_per_second(duration, &mut data, |d| {
+        apply_two(&mut state, &mut second, d)
+    });
     black_box(&data);
     let mut random = [0u8; 32 * x25519::KEY_SHARE_TRIES];
     let mut rng = CtrState::new([3; 32], [4; 16]);
@@ -45,6 +52,7 @@ pub fn run(duration: Duration) -> Outcome {
     Outcome {
         streaming,
         feint_ctr,
+        feint_two,
         key_share: start.elapsed() / count,
     }
 }
