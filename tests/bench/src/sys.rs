@@ -1,5 +1,5 @@
 //! libc at the edge: SO_REUSEPORT listeners, connects with an internet-sized TCP segment
-//! (TCP_MAXSEG), the open-file limit, SO_LINGER, this process's own CPU time.
+//! (TCP_MAXSEG), the open-file limit, SO_LINGER, this process's and this thread's CPU time.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -213,6 +213,21 @@ pub fn own_cpu_time() -> Duration {
     };
     let micros = |t: libc::timeval| t.tv_sec.max(0) as u64 * 1_000_000 + t.tv_usec.max(0) as u64;
     Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
+}
+
+/// CPU time the calling thread has used (CLOCK_THREAD_CPUTIME_ID): timing in-process work by
+/// it leaves out the time other processes on a shared machine take from us.
+pub fn thread_cpu_time() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills a live timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    Duration::new(
+        now.tv_sec.max(0) as u64,
+        now.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
 }
 
 /// Clock ticks per second for /proc/PID/stat.

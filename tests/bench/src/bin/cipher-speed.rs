@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use aes::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
 use feint::proto::cipher::{apply_two, CtrState};
+use feint_bench::sys::thread_cpu_time;
 
 type Full = ctr::Ctr128BE<aes::Aes256>;
 type EncryptOnly = ctr::Ctr128BE<aes::Aes256Enc>;
@@ -76,20 +77,6 @@ fn apply_two_tiled<C: KeyIvInit + StreamCipher + StreamCipherSeek>(
     b.position += data.len() as u64;
 }
 
-/// CPU time this thread has used.
-fn thread_cpu() -> Duration {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime fills a live timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
-    Duration::new(
-        now.tv_sec.max(0) as u64,
-        now.tv_nsec.clamp(0, 999_999_999) as u32,
-    )
-}
-
 /// The fused variants must give the bytes two `CtrState::apply` calls give, at any position.
 fn check_fused_matches_two_passes() {
     for (start_a, start_b, len) in [(0, 0, 5000), (7, 64, 3000), (15, 1, 1), (64, 9, 2048)] {
@@ -131,20 +118,20 @@ fn check_fused_matches_two_passes() {
 
 /// Bytes of `data` per CPU second through `step` in one run of `each` CPU time.
 fn speed(each: Duration, data: &mut [u8], step: &mut dyn FnMut(&mut [u8])) -> f64 {
-    let (start, wall) = (thread_cpu(), Instant::now());
+    let (start, wall) = (thread_cpu_time(), Instant::now());
     let mut bytes = 0u64;
     // Bounded: 1 << 24 steps, or 20 times `each` of wall time, whatever the CPU clock says.
     for _ in 0..(1u64 << 24) {
         step(data);
         bytes += data.len() as u64;
         if bytes % (1 << 20) < data.len() as u64
-            && (thread_cpu() - start >= each || wall.elapsed() >= each * 20)
+            && (thread_cpu_time() - start >= each || wall.elapsed() >= each * 20)
         {
             break;
         }
     }
     black_box(data);
-    bytes as f64 / (thread_cpu() - start).as_secs_f64()
+    bytes as f64 / (thread_cpu_time() - start).as_secs_f64()
 }
 
 /// CPU nanoseconds per key schedule for cipher type C, best of RUNS runs.
@@ -152,13 +139,15 @@ fn schedule_ns<C: KeyIvInit>(each: Duration) -> f64 {
     let (key, iv) = ([7u8; 32], [9u8; 16]);
     let mut best = f64::MAX;
     for _ in 0..RUNS {
-        let start = thread_cpu();
+        let start = thread_cpu_time();
         let mut count = 0u64;
-        while count < 10_000_000 && (!count.is_multiple_of(1024) || thread_cpu() - start < each) {
+        while count < 10_000_000
+            && (!count.is_multiple_of(1024) || thread_cpu_time() - start < each)
+        {
             black_box(C::new_from_slices(black_box(&key), black_box(&iv)).expect("sizes"));
             count += 1;
         }
-        best = best.min((thread_cpu() - start).as_nanos() as f64 / count as f64);
+        best = best.min((thread_cpu_time() - start).as_nanos() as f64 / count as f64);
     }
     best
 }
