@@ -8,6 +8,7 @@ pub mod dc;
 pub mod faketls;
 pub mod load;
 pub mod obfs2;
+pub mod perf;
 pub mod procfs;
 pub mod relay;
 pub mod report;

@@ -1,4 +1,5 @@
-//! What the bench reads about another process: CPU time and resident memory, from /proc.
+//! What the bench reads about another process: CPU time, resident memory and read/write system
+//! call counts, from /proc.
 
 use std::time::Duration;
 
@@ -26,6 +27,21 @@ pub fn resident_bytes(pid: u32) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// syscr + syscw of `pid` from /proc/PID/io: the read- and write-family calls (read, readv,
+/// write, writev, sendfile...). The kernel does not count recv, recvfrom, send or sendto here,
+/// so a process that moves its bytes with those shows (almost) none.
+pub fn read_write_calls(pid: u32) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        io.lines()
+            .find_map(|l| l.strip_prefix(name))?
+            .trim()
+            .parse()
+            .ok()
+    };
+    Some(field("syscr:")? + field("syscw:")?)
+}
+
 /// The CPU model from /proc/cpuinfo and the number of CPUs this process may use.
 pub fn machine() -> (String, usize) {
     let model = std::fs::read_to_string("/proc/cpuinfo")
@@ -50,5 +66,8 @@ mod tests {
         let pid = std::process::id();
         assert!(cpu_time(pid).is_some());
         assert!(resident_bytes(pid).unwrap() > 0);
+        let before = read_write_calls(pid).unwrap();
+        let _ = std::fs::read_to_string("/proc/self/stat").unwrap();
+        assert!(read_write_calls(pid).unwrap() > before);
     }
 }

@@ -1,23 +1,114 @@
-//! libc at the edge: SO_REUSEPORT listeners, the open-file limit, SO_LINGER.
+//! libc at the edge: SO_REUSEPORT listeners, connects with an internet-sized TCP segment
+//! (TCP_MAXSEG), the open-file limit, SO_LINGER, this process's and this thread's CPU time.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
 
-/// A listening socket with SO_REUSEADDR and SO_REUSEPORT, so several loops can bind one port,
-/// with a backlog of 4096 (a burst of 10,000 connects must not overflow it for long).
-pub fn reuseport_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+/// The segment size of an Ethernet path (1500-byte MTU less the IPv4 and TCP headers): what
+/// `scripts/bench` asks for unless told to keep loopback's 64 KiB segments.
+pub const INTERNET_SEGMENT: u32 = 1460;
+
+/// A fresh TCP socket for `addr`'s family, owned (closed on drop).
+fn tcp_socket(addr: SocketAddr) -> io::Result<OwnedFd> {
     let family = match addr {
         SocketAddr::V4(_) => libc::AF_INET,
         SocketAddr::V6(_) => libc::AF_INET6,
     };
-    // SAFETY: plain socket(2); the fd is owned by the TcpListener below or closed on error.
+    // SAFETY: plain socket(2); the fd is owned by the OwnedFd below.
     let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: fd is a fresh socket we own; from here on the listener closes it.
-    let listener = unsafe { TcpListener::from_raw_fd(fd) };
+    // SAFETY: fd is a fresh socket nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// TCP_MAXSEG: the largest segment this socket sends and the MSS it announces in its SYN (or,
+/// on a listener, in every SYN-ACK; accepted sockets inherit it), so the peer sends no larger
+/// segments either. Takes effect only when set before connect or before accept.
+pub fn set_max_segment(socket: &impl AsRawFd, bytes: u32) -> io::Result<()> {
+    let value = bytes as libc::c_int;
+    // SAFETY: option value is a live c_int of the stated size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_MAXSEG,
+            &value as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The segment size a connected socket uses now (TCP_MAXSEG read back: the MSS both ends agreed
+/// on, less TCP options such as timestamps).
+pub fn max_segment(socket: &impl AsRawFd) -> io::Result<u32> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: value and len are live and len holds value's size.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_MAXSEG,
+            &mut value as *mut libc::c_int as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(value.max(0) as u32)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// A blocking connect to `addr` within `timeout`, with TCP_MAXSEG `segment` set first when given.
+pub fn connect(addr: SocketAddr, segment: Option<u32>, timeout: Duration) -> io::Result<TcpStream> {
+    let Some(segment) = segment else {
+        return TcpStream::connect_timeout(&addr, timeout);
+    };
+    let fd = tcp_socket(addr)?;
+    set_max_segment(&fd, segment)?;
+    // Linux bounds a blocking connect by SO_SNDTIMEO; std resets the timeouts after.
+    let stream = TcpStream::from(fd);
+    stream.set_write_timeout(Some(timeout))?;
+    let (storage, len) = sockaddr(addr);
+    // SAFETY: storage holds a sockaddr of `len` bytes for this family.
+    let rc = unsafe {
+        libc::connect(
+            stream.as_raw_fd(),
+            &storage as *const _ as *const libc::sockaddr,
+            len,
+        )
+    };
+    if rc != 0 {
+        let error = io::Error::last_os_error();
+        return Err(match error.raw_os_error() {
+            Some(libc::EINPROGRESS) | Some(libc::EAGAIN) => {
+                io::Error::new(io::ErrorKind::TimedOut, "connect timed out")
+            }
+            _ => error,
+        });
+    }
+    Ok(stream)
+}
+
+/// A listening socket with SO_REUSEADDR and SO_REUSEPORT, so several loops can bind one port,
+/// with a backlog of 4096 (a burst of 10,000 connects must not overflow it for long), and
+/// TCP_MAXSEG `segment` set before listen when given.
+pub fn reuseport_listener(addr: SocketAddr, segment: Option<u32>) -> io::Result<TcpListener> {
+    let listener = TcpListener::from(tcp_socket(addr)?);
+    let fd = listener.as_raw_fd();
+    if let Some(segment) = segment {
+        set_max_segment(&listener, segment)?;
+    }
     let one: libc::c_int = 1;
     for option in [libc::SO_REUSEADDR, libc::SO_REUSEPORT] {
         // SAFETY: option value is a live c_int of the stated size.
@@ -108,6 +199,35 @@ pub fn set_linger_zero(socket: &impl AsRawFd) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// User + system CPU time of this whole process (getrusage), for the load client's share.
+pub fn own_cpu_time() -> Duration {
+    // SAFETY: getrusage fills a live rusage struct.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+            return Duration::ZERO;
+        }
+        usage
+    };
+    let micros = |t: libc::timeval| t.tv_sec.max(0) as u64 * 1_000_000 + t.tv_usec.max(0) as u64;
+    Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
+}
+
+/// CPU time the calling thread has used (CLOCK_THREAD_CPUTIME_ID): timing in-process work by
+/// it leaves out the time other processes on a shared machine take from us.
+pub fn thread_cpu_time() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills a live timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    Duration::new(
+        now.tv_sec.max(0) as u64,
+        now.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
 }
 
 /// Clock ticks per second for /proc/PID/stat.

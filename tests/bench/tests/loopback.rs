@@ -1,5 +1,6 @@
 //! The bench's tools against each other on loopback, without feint: load client ↔ fake DC
-//! directly and through the plain relay, and a proxy-like obfs2 client ↔ the DC's obfs2 side.
+//! directly and through the plain relay, with loopback's and with internet-sized segments, and a
+//! proxy-like obfs2 client ↔ the DC's obfs2 side.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -8,10 +9,10 @@ use std::time::Duration;
 use feint_bench::command::{Command, ACK};
 use feint_bench::dc::{self, Framing};
 use feint_bench::load::throughput::Direction;
-use feint_bench::load::{handshake, idle, pingpong, throughput, Target};
+use feint_bench::load::{self, handshake, idle, pingpong, throughput, Target};
 use feint_bench::obfs2::initiator_frame;
 use feint_bench::relay::{self, Crypto};
-use feint_bench::sys::reuseport_listener;
+use feint_bench::sys::{connect, max_segment, reuseport_listener, INTERNET_SEGMENT};
 
 fn any() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
@@ -19,8 +20,13 @@ fn any() -> SocketAddr {
 
 /// A DC with a raw and an obfs2 listener, living for a minute in a background thread.
 fn start_dc() -> (SocketAddr, SocketAddr) {
-    let raw = reuseport_listener(any()).unwrap();
-    let obfs2 = reuseport_listener(any()).unwrap();
+    start_dc_with(None)
+}
+
+/// The same, its listeners set to TCP_MAXSEG `segment` when given.
+fn start_dc_with(segment: Option<u32>) -> (SocketAddr, SocketAddr) {
+    let raw = reuseport_listener(any(), segment).unwrap();
+    let obfs2 = reuseport_listener(any(), segment).unwrap();
     let addresses = (raw.local_addr().unwrap(), obfs2.local_addr().unwrap());
     std::thread::spawn(move || {
         dc::run(
@@ -50,6 +56,49 @@ fn throughput_moves_every_byte_directly_and_through_the_relay() {
             }
         }
     }
+}
+
+#[test]
+fn connections_carry_internet_sized_segments_when_asked() {
+    let (raw, _) = start_dc_with(Some(INTERNET_SEGMENT));
+    let (relayed, _handles) =
+        relay::start(any(), raw, 1, Crypto::None, Duration::from_secs(60)).unwrap();
+    // The client's own clamp, against a listener that announces loopback's size ...
+    let client = connect(relayed, Some(INTERNET_SEGMENT), LIMIT).unwrap();
+    let clamped = max_segment(&client).unwrap();
+    assert!((1000..=INTERNET_SEGMENT).contains(&clamped), "{clamped}");
+    // ... the listener's, against a client that asks for nothing ...
+    let plain = connect(raw, None, LIMIT).unwrap();
+    let announced = max_segment(&plain).unwrap();
+    assert!(
+        (1000..=INTERNET_SEGMENT).contains(&announced),
+        "{announced}"
+    );
+    // ... and loopback's own where neither asks.
+    let (loopback, _) = start_dc();
+    let wide = max_segment(&connect(loopback, None, LIMIT).unwrap()).unwrap();
+    assert!(wide > 16 * 1024, "{wide}");
+}
+
+#[test]
+fn throughput_moves_every_byte_with_internet_sized_segments() {
+    // Only this test sets the load client's segment; the others pass with either size.
+    load::use_segment(Some(INTERNET_SEGMENT));
+    let (raw, _) = start_dc_with(Some(INTERNET_SEGMENT));
+    let (relayed, _handles) =
+        relay::start(any(), raw, 2, Crypto::None, Duration::from_secs(60)).unwrap();
+    for direction in [Direction::Up, Direction::Down, Direction::Both] {
+        for connections in [1, 16] {
+            let bytes = throughput::round_to_records(1 << 20);
+            let outcome =
+                throughput::run(&Target::Raw(relayed), direction, connections, bytes, LIMIT)
+                    .unwrap();
+            assert!(outcome.complete, "{direction:?} {connections}");
+            let per = if direction == Direction::Both { 2 } else { 1 };
+            assert_eq!(outcome.bytes, per * bytes * connections as u64);
+        }
+    }
+    load::use_segment(None);
 }
 
 #[test]

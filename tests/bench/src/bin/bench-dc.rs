@@ -1,6 +1,7 @@
-//! The fake DC for scripts/bench. `bench-dc [--raw ADDR] [--obfs2 ADDR] [--lifetime SECONDS]`
-//! prints `raw ADDR` and `obfs2 ADDR` on stdout once bound, then serves until the lifetime ends
-//! or its parent dies.
+//! The fake DC for scripts/bench.
+//! `bench-dc [--raw ADDR] [--obfs2 ADDR] [--segment BYTES] [--lifetime SECONDS]` prints
+//! `raw ADDR` and `obfs2 ADDR` on stdout once bound, then serves until the lifetime ends or its
+//! parent dies. `--segment` sets TCP_MAXSEG on the listeners (0, the default: loopback's own).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ fn main() -> ExitCode {
     die_with_parent();
     let mut binds: Vec<(SocketAddr, Framing)> = Vec::new();
     let mut lifetime = Duration::from_secs(900);
+    let mut segment = None;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().unwrap_or_default();
@@ -28,6 +30,10 @@ fn main() -> ExitCode {
                     },
                 )),
                 Err(_) => return usage(&format!("bad address {value:?}")),
+            },
+            "--segment" => match value.parse::<u32>() {
+                Ok(bytes) => segment = Some(bytes).filter(|&b| b > 0),
+                Err(_) => return usage(&format!("bad segment size {value:?}")),
             },
             "--lifetime" => match value.parse() {
                 Ok(seconds) => lifetime = Duration::from_secs(seconds),
@@ -45,7 +51,7 @@ fn main() -> ExitCode {
     let mut listeners = Vec::new();
     let mut stdout = std::io::stdout();
     for (address, framing) in binds {
-        let listener = match reuseport_listener(address) {
+        let listener = match reuseport_listener(address, segment) {
             Ok(listener) => listener,
             Err(e) => {
                 eprintln!("bench-dc: bind {address}: {e}");
@@ -74,7 +80,7 @@ fn main() -> ExitCode {
 
 fn usage(problem: &str) -> ExitCode {
     eprintln!(
-        "bench-dc: {problem}\nusage: bench-dc [--raw ADDR] [--obfs2 ADDR] [--lifetime SECONDS]"
+        "bench-dc: {problem}\nusage: bench-dc [--raw ADDR] [--obfs2 ADDR] [--segment BYTES] [--lifetime SECONDS]"
     );
     ExitCode::from(2)
 }

@@ -1,5 +1,6 @@
 //! The load client. `Session::open` does the real handshake (FakeTLS hello, reply check, CCS,
-//! obfs2 header) or connects raw; the tests drive sessions blocking or from a mio loop.
+//! obfs2 header) or connects raw; the tests drive sessions blocking or from a mio loop. Every
+//! connection asks for the segment size set with `use_segment` (loopback's own by default).
 
 pub mod crypto_speed;
 pub mod handshake;
@@ -9,6 +10,7 @@ pub mod throughput;
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use crate::crypto::Ctr;
@@ -17,6 +19,21 @@ use crate::faketls::{
     CLIENT_RECORD_LEN,
 };
 use crate::obfs2::client_frame;
+use crate::sys::connect;
+
+/// TCP_MAXSEG for every connection the load client opens from now on; 0: loopback's own.
+static SEGMENT: AtomicU32 = AtomicU32::new(0);
+
+/// Sets the segment size the load client's connections announce and send (None: loopback's
+/// 64 KiB). One setting for the whole process: the driver sets it once, before any load.
+pub fn use_segment(bytes: Option<u32>) {
+    SEGMENT.store(bytes.unwrap_or(0), Ordering::Relaxed);
+}
+
+/// The segment size set with `use_segment`.
+pub fn segment() -> Option<u32> {
+    Some(SEGMENT.load(Ordering::Relaxed)).filter(|&bytes| bytes > 0)
+}
 
 /// What the load client talks to.
 #[derive(Clone, Debug)]
@@ -62,7 +79,7 @@ impl Session {
     /// Connects and handshakes; `initial` payload bytes ride in the first flight (with FakeTLS,
     /// in the record that carries the obfs2 header, as real clients do).
     pub fn open(target: &Target, initial: &[u8]) -> io::Result<Session> {
-        let mut stream = TcpStream::connect_timeout(&target.address(), IO_TIMEOUT)?;
+        let mut stream = connect(target.address(), segment(), IO_TIMEOUT)?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(IO_TIMEOUT))?;
         stream.set_write_timeout(Some(IO_TIMEOUT))?;
