@@ -75,6 +75,9 @@ pub const DEFAULT_PREFER_IP: PreferIp = PreferIp::PreferIpv4;
 pub const DEFAULT_TIME_SKEW: Duration = Duration::from_secs(5 * 60);
 pub const DEFAULT_REPLAY_CACHE_BYTES: usize = 4 << 20;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 8192;
+/// Enough for a carrier-grade NAT with dozens of Telegram users behind one address (each app
+/// opens several connections), far below what it takes to fill the table.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 512;
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 pub const DEFAULT_THREADS: usize = 0;
@@ -146,7 +149,11 @@ Options:
       Memory that remembers recent handshakes, so a captured one cannot be replayed:
       bytes, or a number with B, KiB, MiB or GiB; at least 4KiB. [default: 4MiB]
       --max-connections N
-      Connections open at once; new ones beyond this are closed. [default: 8192]
+      Connections open at once; new ones wait in the listen backlog until one
+      closes. [default: 8192]
+      --max-connections-per-ip N
+      Connections one client address (an IPv6 /64) may have open at once; more are
+      closed at once. 0 means no limit. [default: 512]
       --handshake-timeout DURATION
       Time a client has to complete its handshake. [default: 10s]
       --idle-timeout DURATION
@@ -253,6 +260,7 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
     let mut time_skew = DEFAULT_TIME_SKEW;
     let mut replay_cache_bytes = DEFAULT_REPLAY_CACHE_BYTES;
     let mut max_connections = DEFAULT_MAX_CONNECTIONS;
+    let mut max_connections_per_ip = DEFAULT_MAX_CONNECTIONS_PER_IP;
     let mut handshake_timeout = DEFAULT_HANDSHAKE_TIMEOUT;
     let mut idle_timeout = DEFAULT_IDLE_TIMEOUT;
     let mut threads = DEFAULT_THREADS;
@@ -298,6 +306,12 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
                 max_connections = flag_value(&mut parser, "--max-connections", |text| {
                     parse_count(text, 1, MAX_MAX_CONNECTIONS)
                 })?;
+            }
+            Long("max-connections-per-ip") => {
+                max_connections_per_ip =
+                    flag_value(&mut parser, "--max-connections-per-ip", |text| {
+                        parse_count(text, 0, MAX_MAX_CONNECTIONS)
+                    })?;
             }
             Long("handshake-timeout") => {
                 handshake_timeout = flag_value(&mut parser, "--handshake-timeout", parse_timeout)?;
@@ -362,6 +376,7 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
         time_skew,
         replay_cache_bytes,
         max_connections,
+        max_connections_per_ip,
         handshake_timeout,
         idle_timeout,
         public,

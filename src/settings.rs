@@ -110,6 +110,8 @@ pub struct Config {
     pub time_skew: Duration,
     pub replay_cache_bytes: usize,
     pub max_connections: usize,
+    /// Connections one client address may hold; 0: no limit.
+    pub max_connections_per_ip: usize,
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
     /// Where clients dial, printed in links; none means only the bound addresses that a client

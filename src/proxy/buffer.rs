@@ -48,6 +48,10 @@ impl BufferPool {
         self.free.len()
     }
 
+    pub fn in_use(&self) -> usize {
+        self.memory.len() / BUF_LEN - self.free.len()
+    }
+
     pub fn get(&mut self, id: BufferId) -> &mut [u8] {
         let start = id as usize * BUF_LEN;
         &mut self.memory[start..start + BUF_LEN]

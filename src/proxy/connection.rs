@@ -2,7 +2,8 @@
 //! timers and the loop's clock and random source. All I/O goes through `Net`.
 //!
 //! ```text
-//! accept ─▶ AwaitHello ──hello passes──▶ AwaitObfs2 ──64-byte frame──▶ Relay (dial the DC)
+//! accept ─▶ [AwaitProxyHeader, with --proxy-protocol] ─▶ admission (lists, per-address cap)
+//!        ─▶ AwaitHello ──hello passes──▶ AwaitObfs2 ──64-byte frame──▶ Relay (dial the DC)
 //!   │ (dial the front)  │ not TLS, wrong SNI, bad digest, stale clock, replay, timeout, EOF,
 //!   │                   │ the front spoke first
 //!   │                   ▼
@@ -16,18 +17,24 @@
 //! front's own timeouts, counted from the same moment. After our ServerHello nothing is fronted
 //! any more: a bad record or tag closes.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use super::access_list::Verdict;
 use super::buffer::BufferPool;
+use super::counters::{Direction, LoopCounters, Refusal};
+pub use super::dial::{Dial, DialState};
 use super::end::End;
 use super::handshake;
-use super::net::{CloseStyle, ConnectState, Net, Outcome, Readiness, Side};
+use super::net::{CloseStyle, Net, Outcome, Readiness, Side};
 use super::pipe::{self, Peer, Pipe, Read, Step, Take, Transform};
 use super::shared::Shared;
 use super::slots::token;
 use crate::proto::cipher::CtrState;
 use crate::proto::hello::Rejection;
+use crate::proto::proxy_protocol::{self, Parse};
 use crate::proto::record::Deframer;
+use crate::settings::{ClientProxyHeader, FrontProxyHeader};
 
 /// Steps (one read or one write each) a connection may take per run before others get a turn.
 const STEP_BUDGET: usize = 64;
@@ -44,6 +51,8 @@ pub struct Clock {
 /// What the loop lends the connection it runs: settings, clock, randomness and scratch space.
 pub struct Env {
     pub shared: Arc<Shared>,
+    /// Which event loop this is, for its counters.
+    pub loop_index: usize,
     pub handshake_ticks: u64,
     pub idle_ticks: u64,
     /// How long one upstream address may take to accept a connection.
@@ -61,6 +70,11 @@ pub struct Env {
 }
 
 impl Env {
+    /// This loop's counters.
+    pub fn counters(&self) -> &LoopCounters {
+        self.shared.metrics.for_loop(self.loop_index)
+    }
+
     pub fn random(&mut self, out: &mut [u8]) {
         out.fill(0);
         self.rng.apply(out);
@@ -87,42 +101,6 @@ pub enum Wait {
     Budget,
 }
 
-/// An upstream connection in the making: which address it is on and how far it got.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Dial {
-    pub attempt: u8,
-    pub state: DialState,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DialState {
-    NotStarted,
-    Connecting {
-        deadline: u64,
-    },
-    Connected,
-    /// Every address failed.
-    Exhausted,
-}
-
-impl Dial {
-    pub const NEW: Dial = Dial {
-        attempt: 0,
-        state: DialState::NotStarted,
-    };
-
-    fn connected(&self) -> bool {
-        self.state == DialState::Connected
-    }
-}
-
-/// Where an upstream connection goes.
-#[derive(Clone, Copy)]
-enum Target {
-    Front,
-    Dc(i16),
-}
-
 pub struct Relay {
     pub dc: i16,
     pub dial: Dial,
@@ -144,16 +122,44 @@ pub enum Phase {
         deadline: u64,
         front: Dial,
     },
+    /// `--proxy-protocol`: the balancer's header, read before anything else.
+    AwaitProxyHeader {
+        deadline: u64,
+    },
     /// Our reply is going out; the client's 64-byte obfs2 frame is coming in.
     AwaitObfs2 {
         deadline: u64,
         deframer: Deframer,
     },
     Relay(Relay),
-    Fronting {
-        reason: Rejection,
-        dial: Dial,
-    },
+    Fronting(Fronting),
+}
+
+/// Why a connection went to the front.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrontReason {
+    Hello(Rejection),
+    /// `--block` lists the client's address, or `--allow` does not.
+    Listed,
+}
+
+impl std::fmt::Display for FrontReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrontReason::Hello(rejection) => write!(f, "{rejection}"),
+            FrontReason::Listed => f.write_str("address listed"),
+        }
+    }
+}
+
+pub struct Fronting {
+    pub reason: FrontReason,
+    pub dial: Dial,
+    /// With `--front-proxy-protocol`: the v2 header that goes to the front before any byte of
+    /// the client's, and how much of it is written.
+    pub header: [u8; proxy_protocol::MAX_WRITTEN_LEN],
+    pub header_len: u8,
+    pub header_sent: u8,
 }
 
 /// What the log line says of a connection.
@@ -166,7 +172,7 @@ pub enum Summary {
         down: u64,
     },
     Fronted {
-        reason: Rejection,
+        reason: FrontReason,
         up: u64,
         down: u64,
     },
@@ -182,6 +188,12 @@ pub struct Connection<S> {
     pub up: Pipe,
     /// Upstream to client.
     pub down: Pipe,
+    /// Where the client connects from: the peer address, or the one a PROXY header gave.
+    pub client_address: Option<SocketAddr>,
+    /// Where the client connected to, when a PROXY header said so.
+    pub destination: Option<SocketAddr>,
+    /// The per-address counter this connection holds, released when it closes.
+    pub address_slot: Option<u32>,
 }
 
 impl<S> Default for Connection<S> {
@@ -199,20 +211,25 @@ impl<S> Connection<S> {
             upstream: Peer::new(Side::Upstream),
             up: Pipe::default(),
             down: Pipe::default(),
+            client_address: None,
+            destination: None,
+            address_slot: None,
         }
     }
 
     pub fn summary(&self) -> Summary {
         match &self.phase {
-            Phase::Free | Phase::AwaitHello { .. } => Summary::Undecided,
+            Phase::Free | Phase::AwaitProxyHeader { .. } | Phase::AwaitHello { .. } => {
+                Summary::Undecided
+            }
             Phase::AwaitObfs2 { .. } => Summary::Handshake,
             Phase::Relay(relay) => Summary::Relay {
                 dc: relay.dc,
                 up: self.up.bytes,
                 down: self.down.bytes,
             },
-            Phase::Fronting { reason, .. } => Summary::Fronted {
-                reason: *reason,
+            Phase::Fronting(fronting) => Summary::Fronted {
+                reason: fronting.reason,
                 up: self.up.bytes,
                 down: self.down.bytes,
             },
@@ -232,38 +249,27 @@ impl<S> Connection<S> {
 
     /// The tick of the next deadline, if any.
     pub fn deadline(&self) -> Option<u64> {
-        let dialing = |dial: &Dial| match dial.state {
-            DialState::Connecting { deadline } => Some(deadline),
-            _ => None,
-        };
         match &self.phase {
             Phase::Free => None,
+            Phase::AwaitProxyHeader { deadline } => Some(*deadline),
             Phase::AwaitHello { deadline, front } => {
-                Some(dialing(front).map_or(*deadline, |d| d.min(*deadline)))
+                Some(front.deadline().map_or(*deadline, |d| d.min(*deadline)))
             }
             Phase::AwaitObfs2 { deadline, .. } => Some(*deadline),
-            Phase::Relay(relay) => dialing(&relay.dial).or(Some(relay.idle_deadline)),
+            Phase::Relay(relay) => relay.dial.deadline().or(Some(relay.idle_deadline)),
             // A fronted connection lives as long as the front keeps it.
-            Phase::Fronting { dial, .. } => dialing(dial),
-        }
-    }
-
-    fn dial_mut(&mut self) -> Option<(&mut Dial, Target)> {
-        match &mut self.phase {
-            Phase::AwaitHello { front, .. } => Some((front, Target::Front)),
-            Phase::Fronting { dial, .. } => Some((dial, Target::Front)),
-            Phase::Relay(relay) => Some((&mut relay.dial, Target::Dc(relay.dc))),
-            Phase::Free | Phase::AwaitObfs2 { .. } => None,
+            Phase::Fronting(fronting) => fronting.dial.deadline(),
         }
     }
 }
 
 impl<S> Connection<S> {
-    /// Takes a new client into this free connection and dials the front at once.
+    /// Takes a new client into this free connection.
     pub fn open<N: Net<Stream = S>>(
         &mut self,
         id: u64,
         mut client: S,
+        peer: Option<SocketAddr>,
         cx: &mut Cx<'_, N>,
     ) -> Result<(), End> {
         if !cx
@@ -275,8 +281,43 @@ impl<S> Connection<S> {
         }
         self.id = id;
         self.client.attach(client);
+        self.client_address = peer;
+        let deadline = cx.env.now.tick + cx.env.handshake_ticks;
+        if cx.env.shared.client_proxy_header == ClientProxyHeader::Required {
+            self.phase = Phase::AwaitProxyHeader { deadline };
+            return Ok(());
+        }
+        self.admit(deadline, cx)
+    }
+
+    /// The client's address is known: apply the lists and the per-address cap, then wait for
+    /// the hello with the front dialled at once.
+    fn admit<N: Net<Stream = S>>(&mut self, deadline: u64, cx: &mut Cx<'_, N>) -> Result<(), End> {
+        if let Some(ip) = self.client_address.map(|a| a.ip()) {
+            let refusal = match cx.env.shared.address_allowed(ip) {
+                Verdict::Allowed => None,
+                Verdict::Blocked => Some(Refusal::Blocked),
+                Verdict::NotAllowed => Some(Refusal::NotAllowed),
+            };
+            if let Some(refusal) = refusal {
+                cx.env.counters().refused(refusal);
+                self.phase = Phase::AwaitHello {
+                    deadline,
+                    front: Dial::NEW,
+                };
+                return self.front(FrontReason::Listed, cx);
+            }
+            match cx.env.shared.per_ip.acquire(ip) {
+                Some(slot) => self.address_slot = slot,
+                None => {
+                    cx.env.counters().refused(Refusal::PerIp);
+                    self.drain_client(cx);
+                    return Err(End::AddressLimit);
+                }
+            }
+        }
         self.phase = Phase::AwaitHello {
-            deadline: cx.env.now.tick + cx.env.handshake_ticks,
+            deadline,
             front: Dial::NEW,
         };
         // With no front address yet the hello can still pass; fronting dials again later.
@@ -286,10 +327,11 @@ impl<S> Connection<S> {
 
     /// Makes as much progress as readiness allows, within the step budget.
     pub fn drive<N: Net<Stream = S>>(&mut self, cx: &mut Cx<'_, N>) -> Result<Wait, End> {
-        self.finish_connect(cx)?;
+        self.advance_dial(cx)?;
         for _ in 0..STEP_BUDGET {
             let step = match self.phase {
                 Phase::Free => return Ok(Wait::Idle),
+                Phase::AwaitProxyHeader { deadline } => self.read_proxy_header(deadline, cx)?,
                 Phase::AwaitHello { .. } => match self.watch_front(cx)? {
                     Step::Idle => handshake::read_hello(self, cx)?,
                     other => other,
@@ -298,7 +340,10 @@ impl<S> Connection<S> {
                     Step::Idle => handshake::read_obfs2(self, cx)?,
                     other => other,
                 },
-                Phase::Relay(_) | Phase::Fronting { .. } => self.pump(cx)?,
+                Phase::Relay(_) | Phase::Fronting(_) => {
+                    self.advance_dial(cx)?;
+                    self.pump(cx)?
+                }
             };
             match step {
                 Step::Progress => continue,
@@ -311,16 +356,14 @@ impl<S> Connection<S> {
 
     /// The timer fired: acts on whichever deadline has passed.
     pub fn on_timer<N: Net<Stream = S>>(&mut self, cx: &mut Cx<'_, N>) -> Result<(), End> {
-        let now = cx.env.now.tick;
-        if let Some((dial, _)) = self.dial_mut() {
-            if matches!(dial.state, DialState::Connecting { deadline } if deadline <= now) {
-                // This address did not answer in time: try the next one.
-                return self.redial(cx);
-            }
+        if let Some(result) = self.dial_timed_out(cx) {
+            return result;
         }
+        let now = cx.env.now.tick;
         match &self.phase {
+            Phase::AwaitProxyHeader { deadline } if *deadline <= now => Err(End::HandshakeTimeout),
             Phase::AwaitHello { deadline, .. } if *deadline <= now => {
-                self.front(Rejection::Timeout, cx)
+                self.front(FrontReason::Hello(Rejection::Timeout), cx)
             }
             Phase::AwaitObfs2 { deadline, .. } if *deadline <= now => Err(End::HandshakeTimeout),
             Phase::Relay(relay) if relay.dial.connected() && relay.idle_deadline <= now => {
@@ -331,8 +374,8 @@ impl<S> Connection<S> {
     }
 
     /// Releases everything and makes the connection free again.
-    pub fn close<N: Net<Stream = S>>(&mut self, end: End, net: &mut N, pool: &mut BufferPool) {
-        let fronting = matches!(self.phase, Phase::Fronting { .. });
+    pub fn close<N: Net<Stream = S>>(&mut self, end: End, cx: &mut Cx<'_, N>) {
+        let fronting = matches!(self.phase, Phase::Fronting(_));
         for (stream, side) in [
             (self.client.stream.take(), Side::Client),
             (self.upstream.stream.take(), Side::Upstream),
@@ -343,31 +386,92 @@ impl<S> Connection<S> {
                 End::FrontReset => CloseStyle::Reset,
                 _ => CloseStyle::Graceful,
             };
-            net.close(stream, style);
+            cx.net.close(stream, style);
         }
-        self.up.release(pool);
-        self.down.release(pool);
+        if let Some(slot) = self.address_slot.take() {
+            cx.env.shared.per_ip.release(slot);
+        }
+        self.up.release(cx.pool);
+        self.down.release(cx.pool);
         *self = Connection::new();
     }
 
     /// Hands the connection to the front: the client's bytes, still queued, go first.
     pub fn front<N: Net<Stream = S>>(
         &mut self,
-        reason: Rejection,
+        reason: FrontReason,
         cx: &mut Cx<'_, N>,
     ) -> Result<(), End> {
+        if let FrontReason::Hello(rejection) = reason {
+            cx.env.counters().fronted(rejection);
+        }
         let dial = match self.phase {
             Phase::AwaitHello { front, .. } => front,
             _ => Dial::NEW,
         };
-        self.phase = Phase::Fronting { reason, dial };
+        let mut fronting = Fronting {
+            reason,
+            dial,
+            header: [0; proxy_protocol::MAX_WRITTEN_LEN],
+            header_len: 0,
+            header_sent: 0,
+        };
+        if cx.env.shared.front_proxy_header == FrontProxyHeader::SendV2 {
+            let destination = self.destination.or_else(|| {
+                let stream = self.client.stream.as_mut()?;
+                cx.net.local_address(stream)
+            });
+            if let (Some(source), Some(destination)) = (self.client_address, destination) {
+                let len = proxy_protocol::write_v2(source, destination, &mut fronting.header);
+                fronting.header_len = len.unwrap_or(0) as u8;
+            }
+        }
+        self.phase = Phase::Fronting(fronting);
         // The hello was only peeked at: its bytes are still queued, whatever the last read said.
         self.client.ready.readable = true;
         match dial.state {
             DialState::NotStarted => self.dial(cx),
             DialState::Exhausted => Err(End::Unreachable),
-            DialState::Connecting { .. } | DialState::Connected => Ok(()),
+            _ => Ok(()),
         }
+    }
+
+    /// `--proxy-protocol`: peeks at the balancer's header, takes exactly its bytes and admits
+    /// the client it names. Anything else closes: only the balancer connects here.
+    fn read_proxy_header<N: Net<Stream = S>>(
+        &mut self,
+        deadline: u64,
+        cx: &mut Cx<'_, N>,
+    ) -> Result<Step, End> {
+        let scratch = &mut cx.env.scratch[..proxy_protocol::MAX_V2_LEN];
+        let peeked = match pipe::read(&mut self.client, cx.net, scratch, Take::Peek)? {
+            Read::Idle => return Ok(Step::Idle),
+            Read::Closed => return Err(End::ClientLeft),
+            Read::Bytes(n) => n,
+        };
+        let header = match proxy_protocol::parse(&cx.env.scratch[..peeked]) {
+            Parse::Parsed(header) => header,
+            Parse::NeedMore
+                if peeked < proxy_protocol::MAX_V2_LEN && !self.client.ready.hung_up =>
+            {
+                return Ok(Step::Idle)
+            }
+            _ => return Err(End::BadProxyHeader),
+        };
+        let Some(stream) = self.client.stream.as_mut() else {
+            return Err(End::Internal);
+        };
+        match cx.net.read(stream, &mut cx.env.scratch[..header.consumed]) {
+            Outcome::Progress(n) if n == header.consumed => {}
+            _ => return Err(End::Internal),
+        }
+        // A header from the balancer itself (a health check) stands for the balancer.
+        if header.source.is_some() {
+            self.client_address = header.source;
+        }
+        self.destination = header.destination;
+        self.client.ready.readable = true;
+        self.admit(deadline, cx).map(|()| Step::Progress)
     }
 
     /// While the hello is undecided, the pre-dialled front may speak or close first.
@@ -379,7 +483,9 @@ impl<S> Connection<S> {
         let mut probe = [0; 1];
         match pipe::read(&mut self.upstream, cx.net, &mut probe, Take::Peek) {
             Ok(Read::Idle) => Ok(Step::Idle),
-            Ok(Read::Bytes(_)) => self.front(Rejection::Timeout, cx).map(|()| Step::Progress),
+            Ok(Read::Bytes(_)) => self
+                .front(FrontReason::Hello(Rejection::Timeout), cx)
+                .map(|()| Step::Progress),
             Ok(Read::Closed) | Err(_) if self.front_was_us(cx) => {
                 self.redial(cx).map(|()| Step::Progress)
             }
@@ -425,7 +531,8 @@ impl<S> Connection<S> {
 
     /// One step each way on the relay or fronting pipes.
     fn pump<N: Net<Stream = S>>(&mut self, cx: &mut Cx<'_, N>) -> Result<Step, End> {
-        let (up, down) = match &mut self.phase {
+        let (up_before, down_before) = (self.up.bytes, self.down.bytes);
+        let (up, down, directions) = match &mut self.phase {
             Phase::Relay(relay) if relay.dial.connected() => {
                 let up = pipe::relay(
                     &mut self.up,
@@ -453,17 +560,30 @@ impl<S> Connection<S> {
                 if matches!(up, Step::Progress) || matches!(down, Step::Progress) {
                     relay.idle_deadline = cx.env.now.tick + cx.env.idle_ticks;
                 }
-                (up, down)
+                (up, down, (Direction::ClientToDc, Direction::DcToClient))
             }
-            Phase::Fronting { dial, .. } if dial.connected() => {
+            Phase::Fronting(fronting) if fronting.dial.connected() => {
                 let scratch = &mut cx.env.scratch;
-                let up = pipe::raw(
-                    &mut self.up,
-                    &mut self.client,
-                    &mut self.upstream,
-                    cx.net,
-                    scratch,
-                )?;
+                let up = if fronting.header_sent < fronting.header_len {
+                    // The PROXY header goes whole before any byte of the client's.
+                    let header =
+                        &fronting.header[fronting.header_sent.into()..fronting.header_len.into()];
+                    let n = pipe::write(&mut self.upstream, cx.net, header)?;
+                    fronting.header_sent += n as u8;
+                    if n > 0 {
+                        Step::Progress
+                    } else {
+                        Step::Idle
+                    }
+                } else {
+                    pipe::raw(
+                        &mut self.up,
+                        &mut self.client,
+                        &mut self.upstream,
+                        cx.net,
+                        scratch,
+                    )?
+                };
                 let down = pipe::raw(
                     &mut self.down,
                     &mut self.upstream,
@@ -471,10 +591,13 @@ impl<S> Connection<S> {
                     cx.net,
                     scratch,
                 )?;
-                (up, down)
+                (up, down, (Direction::FrontedIn, Direction::FrontedOut))
             }
             _ => return Ok(Step::Idle),
         };
+        let counters = cx.env.counters();
+        counters.bytes(directions.0, (self.up.bytes - up_before) as usize);
+        counters.bytes(directions.1, (self.down.bytes - down_before) as usize);
         if self.up.finished() && self.down.finished() {
             return Err(End::Done);
         }
@@ -483,88 +606,5 @@ impl<S> Connection<S> {
             (Step::NeedBuffer, _) | (_, Step::NeedBuffer) => Step::NeedBuffer,
             _ => Step::Idle,
         })
-    }
-
-    /// Starts a non-blocking connect to the current attempt's address, moving on to the next
-    /// address when one fails at once.
-    pub fn dial<N: Net<Stream = S>>(&mut self, cx: &mut Cx<'_, N>) -> Result<(), End> {
-        let upstream_token = token(cx.slot, cx.generation, Side::Upstream);
-        let deadline = cx.env.now.tick + cx.env.dial_ticks;
-        let shared = Arc::clone(&cx.env.shared);
-        let Some((dial, target)) = self.dial_mut() else {
-            return Err(End::Internal);
-        };
-        loop {
-            let attempt = usize::from(dial.attempt);
-            let address = match target {
-                Target::Front => shared.front_addresses().get(attempt).copied().flatten(),
-                Target::Dc(dc) => shared.dc_address(dc, attempt),
-            };
-            let Some(address) = address else {
-                dial.state = DialState::Exhausted;
-                return Err(End::Unreachable);
-            };
-            match cx.net.dial(address, upstream_token) {
-                Some(stream) => {
-                    dial.state = DialState::Connecting { deadline };
-                    self.upstream.attach(stream);
-                    return Ok(());
-                }
-                None => dial.attempt = dial.attempt.saturating_add(1),
-            }
-        }
-    }
-
-    /// Drops the upstream socket and dials the next address.
-    fn redial<N: Net<Stream = S>>(&mut self, cx: &mut Cx<'_, N>) -> Result<(), End> {
-        if let Some(stream) = self.upstream.stream.take() {
-            cx.net.close(stream, CloseStyle::Graceful);
-        }
-        self.upstream.ready = Readiness::default();
-        let awaiting_hello = matches!(self.phase, Phase::AwaitHello { .. });
-        if let Some((dial, _)) = self.dial_mut() {
-            dial.attempt = dial.attempt.saturating_add(1);
-        }
-        match self.dial(cx) {
-            // Without a front the hello may still pass.
-            Err(End::Unreachable) if awaiting_hello => Ok(()),
-            result => result,
-        }
-    }
-
-    fn finish_connect<N: Net<Stream = S>>(&mut self, cx: &mut Cx<'_, N>) -> Result<(), End> {
-        let connecting = matches!(
-            self.dial_mut(),
-            Some((
-                Dial {
-                    state: DialState::Connecting { .. },
-                    ..
-                },
-                _
-            ))
-        );
-        if !connecting || !self.upstream.ready.writable {
-            return Ok(());
-        }
-        let Some(stream) = self.upstream.stream.as_mut() else {
-            return Err(End::Internal);
-        };
-        match cx.net.connect_state(stream) {
-            ConnectState::Pending => {
-                self.upstream.ready.writable = false;
-                Ok(())
-            }
-            ConnectState::Connected => {
-                let idle_deadline = cx.env.now.tick + cx.env.idle_ticks;
-                if let Phase::Relay(relay) = &mut self.phase {
-                    relay.idle_deadline = idle_deadline;
-                }
-                if let Some((dial, _)) = self.dial_mut() {
-                    dial.state = DialState::Connected;
-                }
-                Ok(())
-            }
-            ConnectState::Failed => self.redial(cx),
-        }
     }
 }

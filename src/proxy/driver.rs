@@ -2,12 +2,14 @@
 //! runs them on readiness, timers and queues, keeps each one's timer in step with its deadline,
 //! and closes them. Generic over `Net`, so the simulation tests run exactly this code.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use mio::Token;
 
 use super::buffer::BufferPool;
 use super::connection::{Clock, Connection, Cx, Env, Summary, Wait};
+use super::counters::Refusal as CounterRefusal;
 use super::end::End;
 use super::net::{CloseStyle, Net, Readiness};
 use super::shared::Shared;
@@ -29,7 +31,7 @@ pub struct Driver<N: Net> {
 pub enum Refusal {
     /// The table is full (the caller should have left it in the backlog).
     Full,
-    /// It could not be registered with the poll.
+    /// It could not be registered with the poll, or its address is over its limit.
     Register,
 }
 
@@ -75,12 +77,19 @@ impl<N: Net> Driver<N> {
         self.env.now = now;
     }
 
-    /// Takes a new client socket into the table.
-    pub fn admit(&mut self, id: u64, stream: N::Stream) -> Result<(), Refusal> {
+    /// Takes a new client socket, connected from `peer`, into the table.
+    pub fn admit(
+        &mut self,
+        id: u64,
+        stream: N::Stream,
+        peer: Option<SocketAddr>,
+    ) -> Result<(), Refusal> {
         let Some((slot, generation)) = self.slots.allocate() else {
+            self.env.counters().refused(CounterRefusal::Cap);
             self.net.close(stream, CloseStyle::Graceful);
             return Err(Refusal::Full);
         };
+        self.env.counters().accepted();
         let result = match self.slots.get(slot, generation) {
             Some(connection) => {
                 let mut cx = Cx {
@@ -90,7 +99,7 @@ impl<N: Net> Driver<N> {
                     slot,
                     generation,
                 };
-                connection.open(id, stream, &mut cx)
+                connection.open(id, stream, peer, &mut cx)
             }
             None => Err(End::Internal),
         };
@@ -99,9 +108,8 @@ impl<N: Net> Driver<N> {
                 self.sync_timer(slot);
                 Ok(())
             }
-            Err(_) => {
-                // `open` closed the socket; the slot was never in use.
-                self.finish(slot, None);
+            Err(end) => {
+                self.close(slot, end);
                 Err(Refusal::Register)
             }
         }
@@ -213,13 +221,23 @@ impl<N: Net> Driver<N> {
         if self.env.shared.verbose() {
             log_outcome(connection, end);
         }
-        connection.close(end, &mut self.net, &mut self.pool);
-        self.finish(slot, Some(end));
-    }
-
-    fn finish(&mut self, slot: u32, _end: Option<End>) {
+        let mut cx = Cx {
+            net: &mut self.net,
+            pool: &mut self.pool,
+            env: &mut self.env,
+            slot,
+            generation: 0,
+        };
+        connection.close(end, &mut cx);
         self.wheel.cancel(slot);
         self.slots.release(slot);
+    }
+
+    /// Once per turn of the loop: the gauges of the metrics.
+    pub fn report(&self) {
+        let counters = self.env.counters();
+        counters.set_active(self.slots.live_count());
+        counters.set_buffers_in_use(self.pool.in_use());
     }
 }
 

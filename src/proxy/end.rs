@@ -16,6 +16,10 @@ pub enum End {
     FrontClosed,
     /// The front reset before the client's hello was decided: the client sees a reset too.
     FrontReset,
+    /// The client's address has `--max-connections-per-ip` connections open already.
+    AddressLimit,
+    /// `--proxy-protocol`: the connection did not open with a valid header.
+    BadProxyHeader,
     BadRecord(RecordError),
     BadTag,
     UnknownDc,
@@ -36,6 +40,8 @@ impl std::fmt::Display for End {
             End::ClientLeft => f.write_str("the client left"),
             End::FrontClosed => f.write_str("the front closed first"),
             End::FrontReset => f.write_str("the front reset first"),
+            End::AddressLimit => f.write_str("too many connections from one address"),
+            End::BadProxyHeader => f.write_str("no valid PROXY protocol header"),
             End::BadRecord(e) => write!(f, "bad record: {e}"),
             End::BadTag => f.write_str("bad obfs2 tag"),
             End::UnknownDc => f.write_str("unknown DC"),

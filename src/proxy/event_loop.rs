@@ -60,6 +60,7 @@ pub struct Footprint {
 
 impl EventLoop {
     pub fn new(
+        loop_index: usize,
         listeners: Vec<std::net::TcpListener>,
         shared: Arc<Shared>,
         max_connections: usize,
@@ -89,6 +90,7 @@ impl EventLoop {
         iv.copy_from_slice(&seed[32..]);
         let handshake_ticks = ticks(shared.handshake_timeout);
         let env = Env {
+            loop_index,
             handshake_ticks,
             idle_ticks: ticks(shared.idle_timeout),
             dial_ticks: ticks(DIAL_TIMEOUT),
@@ -156,6 +158,7 @@ impl EventLoop {
             self.events = events;
             self.driver.on_tick();
             self.driver.run_queues();
+            self.driver.report();
             self.retry_listeners();
         }
     }
@@ -214,7 +217,7 @@ impl EventLoop {
                     }
                     let _ = stream.set_nodelay(true);
                     let id = CONNECTION_IDS.fetch_add(1, Ordering::Relaxed);
-                    let _ = self.driver.admit(id, stream);
+                    let _ = self.driver.admit(id, stream, Some(peer));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     listener.backlog = false;

@@ -3,7 +3,7 @@
 //! `connection.rs`, which owns the phases; the I/O goes through `Net` like everywhere else.
 
 use super::buffer::BUF_LEN;
-use super::connection::{Connection, Cx, Dial, Phase, Relay};
+use super::connection::{Connection, Cx, Dial, FrontReason, Phase, Relay};
 use super::end::End;
 use super::net::{CloseStyle, Net, Outcome};
 use super::pipe::{self, Read, Step, Take};
@@ -29,7 +29,7 @@ pub fn read_hello<S, N: Net<Stream = S>>(
         Read::Idle => return Ok(Step::Idle),
         // FIN before any byte: the front answers that as it would, if there is one.
         Read::Closed => {
-            return match connection.front(Rejection::Truncated, cx) {
+            return match connection.front(FrontReason::Hello(Rejection::Truncated), cx) {
                 Err(End::Unreachable) => Err(End::ClientLeft),
                 other => other.map(|()| Step::Progress),
             }
@@ -46,7 +46,11 @@ pub fn read_hello<S, N: Net<Stream = S>>(
     };
     let len = match verdict {
         Ok(len) => len,
-        Err(reason) => return connection.front(reason, cx).map(|()| Step::Progress),
+        Err(reason) => {
+            return connection
+                .front(FrontReason::Hello(reason), cx)
+                .map(|()| Step::Progress)
+        }
     };
     // The reply's buffer first, so that a hello that passes (and so enters the replay table)
     // never has to wait for one.
@@ -58,7 +62,9 @@ pub fn read_hello<S, N: Net<Stream = S>>(
         Ok(verified) => verified,
         Err(reason) => {
             cx.pool.give(id);
-            return connection.front(reason, cx).map(|()| Step::Progress);
+            return connection
+                .front(FrontReason::Hello(reason), cx)
+                .map(|()| Step::Progress);
         }
     };
     // Take the hello out of the kernel's queue now that it is ours.
@@ -256,5 +262,6 @@ fn start_relay<S, N: Net<Stream = S>>(
     buf[..FRAME_LEN].copy_from_slice(&upstream.wire);
     connection.up.start = 0;
     connection.phase = Phase::Relay(relay);
+    cx.env.counters().handshake();
     connection.dial(cx)
 }

@@ -3,9 +3,8 @@
 mod access_list;
 mod buffer;
 mod connection;
-// The counters the core updates (issue 11); the parts it does not call yet are kept for it.
-#[allow(dead_code)]
 mod counters;
+mod dial;
 mod driver;
 mod end;
 mod event_loop;
@@ -14,6 +13,7 @@ mod handshake;
 mod metrics;
 mod net;
 mod own_dials;
+mod per_ip;
 mod pipe;
 mod shared;
 #[cfg(test)]
@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use crate::settings::Config;
+use crate::settings::{Config, FrontRoute};
 use event_loop::EventLoop;
 use front_probe::FrontLearner;
 use shared::{FrontAddresses, Shared, MAX_FRONT_ADDRESSES};
@@ -109,6 +109,29 @@ pub fn run(
     let mut shared = Shared::new(config);
     shared.metrics = counters::Metrics::new(threads);
     shared.set_lists(lists);
+    if let Some(upstream) = &config.upstream {
+        // Resolved once, here: the loops dial addresses, never names.
+        let address = (upstream.host.as_str(), upstream.port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut addresses| addresses.next())
+            .ok_or_else(|| {
+                io::Error::other(format!(
+                    "cannot resolve the --upstream host {}",
+                    upstream.host
+                ))
+            })?;
+        let (user, password) = match &upstream.credentials {
+            Some(c) => (c.user.as_bytes().to_vec(), c.password.as_bytes().to_vec()),
+            None => (Vec::new(), Vec::new()),
+        };
+        shared.upstream = Some(shared::SocksUpstream {
+            address,
+            user,
+            password,
+            front_too: config.front_route == FrontRoute::ViaUpstream,
+        });
+    }
     let mut draw = [0u8; 2];
     getrandom::getrandom(&mut draw).map_err(|e| io::Error::other(e.to_string()))?;
     shared.cert_len = 2500 + (u16::from_le_bytes(draw) as usize % 2201);
@@ -160,6 +183,7 @@ pub fn run(
     let mut buffer_bytes = 0;
     for (index, listeners) in per_thread.into_iter().enumerate() {
         let (mut event_loop, waker) = EventLoop::new(
+            index,
             listeners,
             Arc::clone(&shared),
             shares.sessions[index],
@@ -176,15 +200,21 @@ pub fn run(
         );
     }
     let replay_bytes = shared.replay_memory_bytes();
+    let address_bytes = shared.per_ip.memory_bytes();
     eprintln!(
-        "memory: {} MiB fixed ({}; sessions {:.1} MiB for {}, buffers {:.1} MiB, replay cache {:.1} MiB for {})",
-        mib(session_bytes + buffer_bytes + replay_bytes).ceil(),
+        "memory: {} MiB fixed ({}; sessions {:.1} MiB for {}, buffers {:.1} MiB, replay cache {:.1} MiB for {}, per-address counters {:.1} MiB)",
+        mib(session_bytes + buffer_bytes + replay_bytes + address_bytes).ceil(),
         plural(threads, "loop"),
         mib(session_bytes),
         plural(config.max_connections, "connection"),
         mib(buffer_bytes),
         mib(replay_bytes),
         plural(shared.replay_capacity(), "hello"),
+        mib(address_bytes),
+    );
+    eprintln!(
+        "replay protection: the last {} genuine handshakes are remembered, whatever their age",
+        shared.replay_capacity()
     );
     if let Some(limit) = sys::open_file_limit() {
         let needed = 2 * config.max_connections as u64 + 64;

@@ -24,6 +24,8 @@ pub enum Outcome {
 pub enum ConnectState {
     Connected,
     Pending,
+    /// The peer answered with a reset (ECONNREFUSED).
+    Refused,
     Failed,
 }
 
@@ -67,6 +69,8 @@ pub trait Net {
     fn connect_state(&mut self, stream: &mut Self::Stream) -> ConnectState;
     /// The client proved it holds the secret: from now on its socket is worth keeping alive.
     fn client_verified(&mut self, stream: &mut Self::Stream);
+    /// The local address of a socket: where an accepted client connected to.
+    fn local_address(&mut self, stream: &mut Self::Stream) -> Option<SocketAddr>;
     /// True if this dial arrived at one of our own listeners (it is then never relayed).
     fn dialled_itself(&mut self, stream: &mut Self::Stream) -> bool;
     /// Stops readiness reports and closes the socket.

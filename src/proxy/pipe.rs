@@ -7,7 +7,7 @@
 use super::buffer::{BufferId, BufferPool};
 use super::end::End;
 use super::net::{Net, Outcome, Readiness, Side};
-use crate::proto::cipher::CtrState;
+use crate::proto::cipher::{self, CtrState};
 use crate::proto::record::{self, Deframer, HEADER_LEN, MAX_PAYLOAD_LEN};
 
 /// One socket of a connection and the readiness last reported for it. Events are
@@ -125,7 +125,7 @@ pub fn read<N: Net>(
 }
 
 /// One write of `bytes` to `sink`: how many it took.
-fn write<N: Net>(sink: &mut Peer<N::Stream>, net: &mut N, bytes: &[u8]) -> Result<usize, End> {
+pub fn write<N: Net>(sink: &mut Peer<N::Stream>, net: &mut N, bytes: &[u8]) -> Result<usize, End> {
     if !sink.ready.writable {
         return Ok(0);
     }
@@ -249,14 +249,11 @@ pub fn relay<N: Net>(
             encrypt,
         } => {
             let payload = deframer.deframe(&mut buf[..n]).map_err(End::BadRecord)?;
-            decrypt.apply(&mut buf[..payload]);
-            encrypt.apply(&mut buf[..payload]);
+            cipher::apply_two(decrypt, encrypt, &mut buf[..payload]);
             payload
         }
         Transform::ToClient { decrypt, encrypt } => {
-            let data = &mut buf[HEADER_LEN..HEADER_LEN + n];
-            decrypt.apply(data);
-            encrypt.apply(data);
+            cipher::apply_two(decrypt, encrypt, &mut buf[HEADER_LEN..HEADER_LEN + n]);
             let mut header = [0; HEADER_LEN];
             record::write_application_data_header(&mut header, n as u16);
             buf[..HEADER_LEN].copy_from_slice(&header);

@@ -14,10 +14,21 @@ use super::own_dials::OwnDials;
 use crate::proto::dc;
 use crate::proto::front_flight::FrontProfile;
 use crate::proto::replay::ReplayFilter;
-use crate::settings::{Config, LogLevel, PreferIp};
+use crate::settings::{ClientProxyHeader, Config, FrontProxyHeader, LogLevel, PreferIp};
 
 use super::access_list::{AccessLists, Verdict};
 use super::counters::Metrics;
+use super::per_ip::PerIp;
+
+/// The SOCKS5 proxy that DCs (and maybe the front) are dialled through, resolved at start.
+#[derive(Clone, Debug)]
+pub struct SocksUpstream {
+    pub address: SocketAddr,
+    /// RFC 1929 user and password, if any.
+    pub user: Vec<u8>,
+    pub password: Vec<u8>,
+    pub front_too: bool,
+}
 
 /// How many resolved addresses of the front are kept.
 pub const MAX_FRONT_ADDRESSES: usize = 8;
@@ -36,6 +47,12 @@ pub struct Shared {
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
     pub log: LogLevel,
+    pub client_proxy_header: ClientProxyHeader,
+    pub front_proxy_header: FrontProxyHeader,
+    /// Set by `run` once the `--upstream` host is resolved.
+    pub upstream: Option<SocksUpstream>,
+    /// Connections open per client address.
+    pub per_ip: PerIp,
     /// Process start, the origin of every monotonic time in feint.
     pub started: Instant,
     /// Base size of the fake certificate record, drawn once per process (docs/PROTOCOL.md §3.4).
@@ -66,6 +83,10 @@ impl Shared {
             handshake_timeout: config.handshake_timeout,
             idle_timeout: config.idle_timeout,
             log: config.log,
+            client_proxy_header: config.client_proxy_header,
+            front_proxy_header: config.front_proxy_header,
+            upstream: None,
+            per_ip: PerIp::new(config.max_connections, config.max_connections_per_ip),
             started: Instant::now(),
             cert_len: DEFAULT_CERT_LEN,
             replay: Mutex::new(ReplayFilter::new(
@@ -110,7 +131,6 @@ impl Shared {
 
     /// What `--allow` and `--block` say about a client address. Call once per accepted
     /// connection; anything but `Allowed` is fronted. No allocation, one shared read lock.
-    #[allow(dead_code)] // Called by the rewritten connection core once wired (issue 11).
     pub fn address_allowed(&self, ip: IpAddr) -> Verdict {
         match self.lists.read() {
             Ok(lists) => lists.verdict(ip),

@@ -232,12 +232,16 @@ impl Net for SimNet {
     fn connect_state(&mut self, stream: &mut SimStream) -> ConnectState {
         match self.sockets[stream.0].connect {
             Connect::Connected => ConnectState::Connected,
-            Connect::Refused => ConnectState::Failed,
+            Connect::Refused => ConnectState::Refused,
             Connect::Pending | Connect::Silent => ConnectState::Pending,
         }
     }
 
     fn client_verified(&mut self, _stream: &mut SimStream) {}
+
+    fn local_address(&mut self, _stream: &mut SimStream) -> Option<SocketAddr> {
+        "203.0.113.1:443".parse().ok()
+    }
 
     fn dialled_itself(&mut self, _stream: &mut SimStream) -> bool {
         false
@@ -338,6 +342,7 @@ impl World {
         let mut key = [0; 32];
         key[..8].copy_from_slice(&seed.to_le_bytes());
         let env = Env {
+            loop_index: 0,
             shared,
             handshake_ticks: 100,
             idle_ticks: 600,
@@ -406,7 +411,8 @@ impl World {
         });
         let id = self.clients.len() as u64;
         // Admission never fails here: the table had room.
-        assert!(self.driver.admit(id, SimStream(socket)).is_ok());
+        let peer = "198.51.100.1:50000".parse().ok();
+        assert!(self.driver.admit(id, SimStream(socket), peer).is_ok());
     }
 
     /// Notices sockets that feint dialled and gives each a remote end.

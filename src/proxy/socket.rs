@@ -80,6 +80,9 @@ impl Net for MioNet {
     /// Called on a writable event of a connecting socket (mio's documented check).
     fn connect_state(&mut self, stream: &mut TcpStream) -> ConnectState {
         match stream.take_error() {
+            Ok(Some(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                return ConnectState::Refused
+            }
             Ok(Some(_)) | Err(_) => return ConnectState::Failed,
             Ok(None) => {}
         }
@@ -91,6 +94,10 @@ impl Net for MioNet {
             Err(e) if e.kind() == io::ErrorKind::NotConnected => ConnectState::Pending,
             Err(_) => ConnectState::Failed,
         }
+    }
+
+    fn local_address(&mut self, stream: &mut TcpStream) -> Option<SocketAddr> {
+        stream.local_addr().ok()
     }
 
     fn client_verified(&mut self, stream: &mut TcpStream) {
