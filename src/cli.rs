@@ -151,6 +151,10 @@ Options:
       --max-connections N
       Connections open at once; new ones wait in the listen backlog until one
       closes. [default: 8192]
+      --client-mss BYTES
+      Set TCP_MAXSEG on the listeners (88 to 1460): clients then send their hello in
+      segments of this size, which some censors' boxes do not reassemble. Costs more
+      packets on every upload. [default: the system's]
       --max-connections-per-ip N
       Connections one client address (an IPv6 /64) may have open at once; more are
       closed at once. 0 means no limit. [default: 512]
@@ -261,6 +265,7 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
     let mut replay_cache_bytes = DEFAULT_REPLAY_CACHE_BYTES;
     let mut max_connections = DEFAULT_MAX_CONNECTIONS;
     let mut max_connections_per_ip = DEFAULT_MAX_CONNECTIONS_PER_IP;
+    let mut client_mss = None;
     let mut handshake_timeout = DEFAULT_HANDSHAKE_TIMEOUT;
     let mut idle_timeout = DEFAULT_IDLE_TIMEOUT;
     let mut threads = DEFAULT_THREADS;
@@ -306,6 +311,11 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
                 max_connections = flag_value(&mut parser, "--max-connections", |text| {
                     parse_count(text, 1, MAX_MAX_CONNECTIONS)
                 })?;
+            }
+            Long("client-mss") => {
+                client_mss = Some(flag_value(&mut parser, "--client-mss", |text| {
+                    parse_count(text, 88, 1460).map(|n| n as u16)
+                })?);
             }
             Long("max-connections-per-ip") => {
                 max_connections_per_ip =
@@ -377,6 +387,7 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
         replay_cache_bytes,
         max_connections,
         max_connections_per_ip,
+        client_mss,
         handshake_timeout,
         idle_timeout,
         public,

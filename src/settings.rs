@@ -110,6 +110,8 @@ pub struct Config {
     pub time_skew: Duration,
     pub replay_cache_bytes: usize,
     pub max_connections: usize,
+    /// TCP_MAXSEG on the listeners (`--client-mss`), so clients send small segments.
+    pub client_mss: Option<u16>,
     /// Connections one client address may hold; 0: no limit.
     pub max_connections_per_ip: usize,
     pub handshake_timeout: Duration,

@@ -200,3 +200,50 @@ fn low_port_without_the_right_names_the_fixes() {
         assert!(output.contains(fix), "{fix}: {output}");
     }
 }
+
+/// `--client-mss`: the listener announces the segment size, so a client's segments to feint
+/// are no larger (the kernel leaves room for TCP options inside it).
+#[test]
+fn client_mss_caps_the_segments_clients_send() {
+    use std::os::fd::AsRawFd;
+    let secret = Secret::random(DOMAIN);
+    let feint = Feint::start(bin(), &secret, &args(&["--client-mss", "536"])).unwrap();
+    let stream = std::net::TcpStream::connect_timeout(&feint.addr(), WAIT).unwrap();
+    let mut mss: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `mss` and `len` are valid places for the option and its length.
+    #[allow(unsafe_code)]
+    let result = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_MAXSEG,
+            (&mut mss as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(result, 0);
+    assert!(
+        mss > 0 && mss <= 536,
+        "the client's segments are {mss} bytes"
+    );
+    let plain = Feint::start(bin(), &secret, &[]).unwrap();
+    let other = std::net::TcpStream::connect_timeout(&plain.addr(), WAIT).unwrap();
+    let mut plain_mss: libc::c_int = 0;
+    // SAFETY: as above.
+    #[allow(unsafe_code)]
+    let result = unsafe {
+        libc::getsockopt(
+            other.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_MAXSEG,
+            (&mut plain_mss as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(result, 0);
+    assert!(
+        plain_mss > 536,
+        "without the flag segments are loopback's ({plain_mss})"
+    );
+}

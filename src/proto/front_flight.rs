@@ -296,7 +296,8 @@ pub struct FrontProfile {
     pub record_count: u16,
     /// Sum of the payload lengths of every ApplicationData record of the flight.
     pub flight_len: u32,
-    /// From our hello sent to the first byte of the answer; zero until the prober sets it.
+    /// From our hello sent to the first byte of the answer, less one round trip to the front:
+    /// the front's own time to answer. Zero until the prober sets it.
     pub first_byte: Duration,
 }
 

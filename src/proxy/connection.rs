@@ -46,6 +46,8 @@ const MAX_DRAIN_READS: usize = 4;
 pub struct Clock {
     pub tick: u64,
     pub unix: u64,
+    /// Microseconds since start, for waits shorter than a tick.
+    pub micros: u64,
 }
 
 /// What the loop lends the connection it runs: settings, clock, randomness and scratch space.
@@ -99,6 +101,8 @@ pub enum Wait {
     Buffer,
     /// It used its step budget: run it again soon.
     Budget,
+    /// Its reply is held back until `Connection::reply_due`.
+    Hold,
 }
 
 pub struct Relay {
@@ -130,6 +134,8 @@ pub enum Phase {
     AwaitObfs2 {
         deadline: u64,
         deframer: Deframer,
+        /// The reply goes out at this time (`Clock::micros`), no sooner than the front answers.
+        reply_at: u64,
     },
     Relay(Relay),
     Fronting(Fronting),
@@ -349,6 +355,7 @@ impl<S> Connection<S> {
                 Step::Progress => continue,
                 Step::Idle => return Ok(Wait::Idle),
                 Step::NeedBuffer => return Ok(Wait::Buffer),
+                Step::Hold => return Ok(Wait::Hold),
             }
         }
         Ok(Wait::Budget)
@@ -521,10 +528,22 @@ impl<S> Connection<S> {
         }
     }
 
-    /// Writes our reply flight; the relay's pipe takes over what is left of it.
+    /// When a held reply may go out.
+    pub fn reply_due(&self) -> Option<u64> {
+        match &self.phase {
+            Phase::AwaitObfs2 { reply_at, .. } => Some(*reply_at),
+            _ => None,
+        }
+    }
+
+    /// Writes our reply flight once its time has come; the relay's pipe takes over what is
+    /// left of it.
     fn flush_reply<N: Net<Stream = S>>(&mut self, cx: &mut Cx<'_, N>) -> Result<Step, End> {
         if !self.down.pending() {
             return Ok(Step::Idle);
+        }
+        if self.reply_due().is_some_and(|due| cx.env.now.micros < due) {
+            return Ok(Step::Hold);
         }
         pipe::write_pending(&mut self.down, &mut self.client, cx.net, cx.pool)
     }

@@ -150,9 +150,27 @@ impl<N: Net> Driver<N> {
         self.due = due;
     }
 
-    /// Runs the queues: connections that used their budget, then those that wait for a
-    /// buffer, each at most once per call.
+    /// When the first held reply is due (`Clock::micros`), if any is held.
+    pub fn next_hold(&mut self) -> Option<u64> {
+        let slot = self.slots.peek(Queue::Hold)?;
+        let due = self.slots.get_live(slot).and_then(|c| c.reply_due());
+        // A slot in this queue always holds a reply; if not, run it at once.
+        Some(due.unwrap_or(0))
+    }
+
+    /// Runs the queues: held replies whose time has come, connections that used their
+    /// budget, then those that wait for a buffer, each at most once per call.
     pub fn run_queues(&mut self) {
+        for _ in 0..self.slots.queue_len(Queue::Hold) {
+            match self.next_hold() {
+                Some(due) if due <= self.env.now.micros => {}
+                _ => break,
+            }
+            let Some(slot) = self.slots.pop(Queue::Hold) else {
+                break;
+            };
+            self.run(slot);
+        }
         for _ in 0..self.slots.queue_len(Queue::Ready) {
             let Some(slot) = self.slots.pop(Queue::Ready) else {
                 break;
@@ -194,6 +212,7 @@ impl<N: Net> Driver<N> {
             Ok(Wait::Idle) => self.slots.dequeue(slot),
             Ok(Wait::Buffer) => self.slots.enqueue(slot, Queue::Buffer),
             Ok(Wait::Budget) => self.slots.enqueue(slot, Queue::Ready),
+            Ok(Wait::Hold) => self.slots.enqueue(slot, Queue::Hold),
             Err(end) => return self.close(slot, end),
         }
         self.sync_timer(slot);

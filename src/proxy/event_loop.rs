@@ -167,17 +167,24 @@ impl EventLoop {
         let unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
+        let elapsed = self.driver.shared().started.elapsed();
         Clock {
-            tick: ticks(self.driver.shared().started.elapsed()),
+            tick: ticks(elapsed),
             unix,
+            micros: elapsed.as_micros() as u64,
         }
     }
 
-    fn poll_timeout(&self) -> Option<Duration> {
+    fn poll_timeout(&mut self) -> Option<Duration> {
         let room = self.driver.has_room();
         let busy = self.driver.busy() || (room && self.listeners.iter().any(|l| l.backlog));
         if busy {
             return Some(Duration::ZERO);
+        }
+        if let Some(due) = self.driver.next_hold() {
+            // A held reply is due before the next tick: wake for it, to the microsecond.
+            let now = self.driver.shared().started.elapsed().as_micros() as u64;
+            return Some(Duration::from_micros(due.saturating_sub(now)).min(TICK));
         }
         let timers =
             self.driver.timers_pending() || self.listeners.iter().any(|l| l.paused_until.is_some());

@@ -56,8 +56,12 @@ pub fn probe(address: SocketAddr, domain: &[u8]) -> Result<FrontProfile, ProbeEr
         front_flight::client_hello(&mut hello, domain, &random).ok_or(ProbeError::Hello)?;
     let hello = hello.get(..hello_len).ok_or(ProbeError::Hello)?;
 
+    let connecting = Instant::now();
     let mut stream =
         TcpStream::connect_timeout(&address, MAX_PROBE_TIME).map_err(ProbeError::Connect)?;
+    // One round trip to the front: taken off the time to its first byte, so what feint copies
+    // is the front's own thinking time, not the network between feint and the front.
+    let round_trip = connecting.elapsed();
     let _ = stream.set_nodelay(true);
     stream
         .set_write_timeout(Some(remaining(deadline).max(Duration::from_millis(1))))
@@ -102,7 +106,7 @@ pub fn probe(address: SocketAddr, domain: &[u8]) -> Result<FrontProfile, ProbeEr
         }
     }
     let mut profile = front_flight::parse_flight(&flight[..len]).map_err(ProbeError::Flight)?;
-    profile.first_byte = first_byte.unwrap_or_default();
+    profile.first_byte = first_byte.unwrap_or_default().saturating_sub(round_trip);
     Ok(profile)
 }
 

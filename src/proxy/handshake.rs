@@ -2,6 +2,8 @@
 //! reply (§3), and reading the client's obfs2 frame to start the relay (§5). Called by
 //! `connection.rs`, which owns the phases; the I/O goes through `Net` like everywhere else.
 
+use std::time::Duration;
+
 use super::buffer::BUF_LEN;
 use super::connection::{Connection, Cx, Dial, FrontReason, Phase, Relay};
 use super::end::End;
@@ -16,6 +18,8 @@ use crate::proto::{server_hello, x25519};
 // A reply shaped like the front's and its ML-KEM stand-in fit one pool buffer side by side.
 const _: () = assert!(server_hello::MAX_REPLY_LEN + ML_KEM_768_CIPHERTEXT_LEN <= BUF_LEN);
 
+/// The longest a reply is held to match the front's time to answer.
+const MAX_REPLY_HOLD: Duration = Duration::from_millis(500);
 /// Tries at drawing a DC frame without a forbidden pattern; each try fails with p < 2^-7.
 const MAX_FRAME_DRAWS: usize = 32;
 
@@ -88,12 +92,19 @@ pub fn read_hello<S, N: Net<Stream = S>>(
     let len = emit_reply(cx, id, &verified)?;
     connection.down.start = 0;
     connection.down.end = len as u16;
+    // No sooner than the front would answer the same hello (its time, learned by the probe).
+    let hold = cx
+        .env
+        .shared
+        .front_profile()
+        .map_or(Duration::ZERO, |front| front.first_byte.min(MAX_REPLY_HOLD));
     connection.phase = Phase::AwaitObfs2 {
         deadline: match connection.phase {
             Phase::AwaitHello { deadline, .. } => deadline,
             _ => cx.env.now.tick + cx.env.handshake_ticks,
         },
         deframer: Deframer::new(),
+        reply_at: cx.env.now.micros + hold.as_micros() as u64,
     };
     Ok(Step::Progress)
 }

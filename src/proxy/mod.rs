@@ -87,8 +87,8 @@ pub fn run(
     for &requested in &config.binds {
         let mut address = requested;
         for listeners in per_thread.iter_mut() {
-            let listener =
-                sys::reuseport_listener(address).map_err(|e| bind_error(requested, e))?;
+            let listener = sys::reuseport_listener(address, config.client_mss)
+                .map_err(|e| bind_error(requested, e))?;
             // With port 0 the first bind picks the port; the other loops join it.
             address = listener.local_addr()?;
             listeners.push(listener);

@@ -71,6 +71,8 @@ pub enum Step {
     Idle,
     /// The pool is empty; run again when a buffer comes back.
     NeedBuffer,
+    /// Nothing may be written before a set time.
+    Hold,
 }
 
 /// What one read from a peer gave.

@@ -377,6 +377,7 @@ impl World {
         self.driver.set_clock(Clock {
             tick: self.tick,
             unix: self.unix + self.tick / 10,
+            micros: self.tick * 100_000,
         });
     }
 

@@ -48,8 +48,18 @@ enum Sharing {
 
 /// A non-blocking listener with SO_REUSEADDR and SO_REUSEPORT, so each event loop can own a
 /// listening socket on the same address and the kernel spreads connections among them.
-pub fn reuseport_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+/// With `mss`, TCP_MAXSEG caps the segment size that accepted connections announce and use.
+pub fn reuseport_listener(addr: SocketAddr, mss: Option<u16>) -> io::Result<TcpListener> {
     let owned = bound_socket(addr, Sharing::ReusePort)?;
+    if let Some(mss) = mss {
+        // Set before listen, so every accepted socket inherits it and the SYN-ACK announces it.
+        set_int_option(
+            owned.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_MAXSEG,
+            libc::c_int::from(mss),
+        )?;
+    }
     // SAFETY: `owned` is a bound stream socket.
     check(unsafe { libc::listen(owned.as_raw_fd(), LISTEN_BACKLOG) })?;
     Ok(TcpListener::from(owned))
