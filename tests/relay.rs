@@ -462,3 +462,40 @@ fn idle_timeout_spares_a_relay_with_traffic() {
         thread::sleep(Duration::from_millis(300));
     }
 }
+
+/// The DC's answers of 1, 4 and 12 bytes, coming apart, do not leave as records that small: a
+/// TLS 1.3 record carries at least 17 bytes (content type and tag). Small reads wait up to one
+/// 100 to 200 ms for what follows and go out together. (What is still under 17 bytes
+/// when the tick ends goes as it is; README says so.)
+#[test]
+fn small_dc_answers_are_joined_into_records_a_tls_server_would_send() {
+    let s = setup(IpAddr::V4(Ipv4Addr::LOCALHOST), &[]);
+    let client = FakeTlsClient::connect(s.feint.addr(), &s.secret, &ClientOptions::default())
+        .unwrap_or_else(|e| panic!("handshake: {e}\nfeint:\n{}", s.feint.output()));
+    let (mut writer, mut reader) = client.split();
+    let mut sent = Vec::new();
+    for (round, size) in [1usize, 4, 12, 40].into_iter().enumerate() {
+        let piece = vec![round as u8; size];
+        writer.send(&piece).unwrap();
+        sent.extend_from_slice(&piece);
+        thread::sleep(Duration::from_millis(5));
+    }
+    let back = reader.recv_exact(sent.len()).unwrap();
+    assert_eq!(back, sent, "the echo arrives whole and in order");
+    assert!(
+        reader.record_lengths.iter().all(|&len| len >= 17),
+        "records to the client: {:?}",
+        reader.record_lengths
+    );
+    // Alone, the same 1, 4 and 12 bytes wait for the tick and leave as one 17-byte record.
+    let mut alone = Vec::new();
+    for size in [1usize, 4, 12] {
+        let piece = vec![0xa5; size];
+        writer.send(&piece).unwrap();
+        alone.extend_from_slice(&piece);
+        thread::sleep(Duration::from_millis(5));
+    }
+    let records_before = reader.record_lengths.len();
+    assert_eq!(reader.recv_exact(alone.len()).unwrap(), alone);
+    assert_eq!(reader.record_lengths[records_before..], [17]);
+}

@@ -8,6 +8,10 @@ pub const HANDSHAKE: u8 = 0x16;
 pub const APPLICATION_DATA: u8 = 0x17;
 /// Largest payload feint puts in one record to the client (RFC 8446 §5.1: 2^14).
 pub const MAX_PAYLOAD_LEN: usize = 16384;
+/// Smallest ApplicationData payload a real TLS 1.3 server sends: one byte of content, the inner
+/// content type and the 16-byte AEAD tag (RFC 8446 §5.2). feint sends no smaller record when
+/// it can help it.
+pub const MIN_PAYLOAD_LEN: usize = 18;
 /// Largest ApplicationData payload accepted from a client (2^14 + 256, as telemt).
 pub const MAX_CLIENT_RECORD_LEN: usize = 16640;
 /// The record version of every record after the hello (RFC 8446 §5.1).

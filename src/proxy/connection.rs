@@ -109,6 +109,8 @@ pub struct Relay {
     pub dc: i16,
     pub dial: Dial,
     pub idle_deadline: u64,
+    /// When the DC's held small bytes go out as they are, if nothing joins them (0: none held).
+    pub flush_at: u64,
     pub deframer: Deframer,
     pub client_decrypt: CtrState,
     pub client_encrypt: CtrState,
@@ -262,7 +264,13 @@ impl<S> Connection<S> {
                 Some(front.deadline().map_or(*deadline, |d| d.min(*deadline)))
             }
             Phase::AwaitObfs2 { deadline, .. } => Some(*deadline),
-            Phase::Relay(relay) => relay.dial.deadline().or(Some(relay.idle_deadline)),
+            Phase::Relay(relay) => {
+                let deadline = relay.dial.deadline().unwrap_or(relay.idle_deadline);
+                match relay.flush_at {
+                    0 => Some(deadline),
+                    flush_at => Some(deadline.min(flush_at)),
+                }
+            }
             // A fronted connection lives as long as the front keeps it.
             Phase::Fronting(fronting) => fronting.dial.deadline(),
         }
@@ -367,12 +375,17 @@ impl<S> Connection<S> {
             return result;
         }
         let now = cx.env.now.tick;
-        match &self.phase {
+        match &mut self.phase {
             Phase::AwaitProxyHeader { deadline } if *deadline <= now => Err(End::HandshakeTimeout),
             Phase::AwaitHello { deadline, .. } if *deadline <= now => {
                 self.front(FrontReason::Hello(Rejection::Timeout), cx)
             }
             Phase::AwaitObfs2 { deadline, .. } if *deadline <= now => Err(End::HandshakeTimeout),
+            Phase::Relay(relay) if relay.flush_at != 0 && relay.flush_at <= now => {
+                relay.flush_at = 0;
+                pipe::frame_held(&mut self.down, cx.pool);
+                Ok(())
+            }
             Phase::Relay(relay) if relay.dial.connected() && relay.idle_deadline <= now => {
                 Err(End::IdleTimeout)
             }
@@ -579,6 +592,12 @@ impl<S> Connection<S> {
                 if matches!(up, Step::Progress) || matches!(down, Step::Progress) {
                     relay.idle_deadline = cx.env.now.tick + cx.env.idle_ticks;
                 }
+                // Small DC bytes wait 100 to 200 ms (two tick boundaries) for more to join them.
+                relay.flush_at = match (self.down.held, relay.flush_at) {
+                    (0, _) => 0,
+                    (_, 0) => cx.env.now.tick + 2,
+                    (_, flush_at) => flush_at,
+                };
                 (up, down, (Direction::ClientToDc, Direction::DcToClient))
             }
             Phase::Fronting(fronting) if fronting.dial.connected() => {

@@ -259,6 +259,7 @@ fn start_relay<S, N: Net<Stream = S>>(
         dc: client.dc,
         dial: Dial::NEW,
         idle_deadline: cx.env.now.tick + cx.env.idle_ticks,
+        flush_at: 0,
         deframer,
         client_decrypt: client.decrypt,
         client_encrypt: client.encrypt,

@@ -8,7 +8,7 @@ use super::buffer::{BufferId, BufferPool};
 use super::end::End;
 use super::net::{Net, Outcome, Readiness, Side};
 use crate::proto::cipher::{self, CtrState};
-use crate::proto::record::{self, Deframer, HEADER_LEN, MAX_PAYLOAD_LEN};
+use crate::proto::record::{self, Deframer, HEADER_LEN, MAX_PAYLOAD_LEN, MIN_PAYLOAD_LEN};
 
 /// One socket of a connection and the readiness last reported for it. Events are
 /// edge-triggered, so readiness is remembered until a read or write says WouldBlock.
@@ -46,6 +46,9 @@ pub struct Pipe {
     pub sink_shut: bool,
     /// Bytes written to the sink, for the log line.
     pub bytes: u64,
+    /// DC to client only: payload bytes read and re-encrypted but not yet framed, because a
+    /// record that small would stand out; they wait for more, or for `frame_held`.
+    pub held: u16,
 }
 
 impl Pipe {
@@ -63,7 +66,25 @@ impl Pipe {
         }
         self.start = 0;
         self.end = 0;
+        self.held = 0;
     }
+}
+
+/// Frames the held bytes as one record, however small, and makes them pending.
+pub fn frame_held(pipe: &mut Pipe, pool: &mut BufferPool) {
+    let Some(id) = pipe.buffer else {
+        return;
+    };
+    if pipe.held == 0 || pipe.pending() {
+        return;
+    }
+    let buf = pool.get(id);
+    let mut header = [0; HEADER_LEN];
+    record::write_application_data_header(&mut header, pipe.held);
+    buf[..HEADER_LEN].copy_from_slice(&header);
+    pipe.start = 0;
+    pipe.end = HEADER_LEN as u16 + pipe.held;
+    pipe.held = 0;
 }
 
 pub enum Step {
@@ -212,31 +233,46 @@ pub fn relay<N: Net>(
     if pipe.pending() {
         return write_pending(pipe, sink, net, pool);
     }
-    pipe.release(pool);
+    if pipe.held == 0 {
+        pipe.release(pool);
+    }
     if pipe.source_closed {
+        if pipe.held > 0 {
+            frame_held(pipe, pool);
+            return Ok(Step::Progress);
+        }
         return Ok(pass_fin(pipe, sink, net));
     }
     if !source.ready.readable {
         return Ok(Step::Idle);
     }
-    let Some(id) = pool.take() else {
-        return Ok(Step::NeedBuffer);
+    let id = match pipe.buffer {
+        Some(id) => id,
+        None => match pool.take() {
+            Some(id) => id,
+            None => return Ok(Step::NeedBuffer),
+        },
     };
     pipe.buffer = Some(id);
+    let held = usize::from(pipe.held);
     let buf = pool.get(id);
     let room = match transform {
-        Transform::ToClient { .. } => &mut buf[HEADER_LEN..HEADER_LEN + MAX_PAYLOAD_LEN],
+        Transform::ToClient { .. } => &mut buf[HEADER_LEN + held..HEADER_LEN + MAX_PAYLOAD_LEN],
         Transform::FromClient { .. } => &mut buf[..],
     };
     let n = match read(source, net, room, Take::Consume) {
         Ok(Read::Bytes(n)) => n,
         Ok(Read::Idle) => {
-            pipe.release(pool);
+            if pipe.held == 0 {
+                pipe.release(pool);
+            }
             return Ok(Step::Idle);
         }
         Ok(Read::Closed) => {
             pipe.source_closed = true;
-            pipe.release(pool);
+            if pipe.held == 0 {
+                pipe.release(pool);
+            }
             return Ok(Step::Progress);
         }
         Err(end) => {
@@ -255,11 +291,19 @@ pub fn relay<N: Net>(
             payload
         }
         Transform::ToClient { decrypt, encrypt } => {
-            cipher::apply_two(decrypt, encrypt, &mut buf[HEADER_LEN..HEADER_LEN + n]);
+            let data = &mut buf[HEADER_LEN + held..HEADER_LEN + held + n];
+            cipher::apply_two(decrypt, encrypt, data);
+            let total = held + n;
+            if total < MIN_PAYLOAD_LEN {
+                // Too small for a record a TLS server would send: wait for what follows.
+                pipe.held = total as u16;
+                return Ok(Step::Progress);
+            }
+            pipe.held = 0;
             let mut header = [0; HEADER_LEN];
-            record::write_application_data_header(&mut header, n as u16);
+            record::write_application_data_header(&mut header, total as u16);
             buf[..HEADER_LEN].copy_from_slice(&header);
-            HEADER_LEN + n
+            HEADER_LEN + total
         }
     };
     pipe.start = 0;
