@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 
 use crate::tempdir::TempDir;
 
+/// nginx's `client_header_timeout` in the tests: a silent or half-sent request is closed
+/// after this long.
+pub const HEADER_TIMEOUT_SECONDS: u64 = 3;
+
 pub struct Nginx {
     /// `listen … ssl`.
     pub tls_addr: SocketAddr,
@@ -212,6 +216,9 @@ http {{
     uwsgi_temp_path {d}/tmp/uwsgi;
     scgi_temp_path {d}/tmp/scgi;
     default_type text/html;
+    # Short, so tests can compare how long nginx and feint keep a silent connection; it also
+    # bounds the TLS handshake in nginx 1.22.
+    client_header_timeout {HEADER_TIMEOUT_SECONDS}s;
     server {{
         listen 127.0.0.1:{tls_port} ssl{proxy_protocol};
         listen 127.0.0.1:{http_port}{proxy_protocol};
