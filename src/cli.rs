@@ -81,7 +81,7 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 512;
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 pub const DEFAULT_THREADS: usize = 0;
-pub const DEFAULT_BUFFERS: usize = 512;
+pub const DEFAULT_BUFFERS: usize = 192;
 pub const DEFAULT_STATS_EVERY: Option<Duration> = Some(Duration::from_secs(60 * 60));
 /// The usual SOCKS port, for an `--upstream` URL without one.
 pub const DEFAULT_UPSTREAM_PORT: u16 = 1080;
@@ -94,7 +94,7 @@ pub const MIN_REPLAY_CACHE_BYTES: usize = 4 << 10;
 pub const MAX_REPLAY_CACHE_BYTES: usize = 1 << 30;
 pub const MAX_MAX_CONNECTIONS: usize = 1 << 20;
 pub const MAX_THREADS: usize = 1024;
-/// 65,536 buffers of 16.5 KiB are about 1.1 GB.
+/// 65,536 buffers of 48.5 KiB are about 3.2 GB.
 pub const MAX_BUFFERS: usize = 1 << 16;
 /// Keeps `Instant + duration` far from overflow in the event loop.
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
@@ -166,8 +166,8 @@ Options:
       Event loops; 0 means one per CPU feint may use. There are never more loops
       than --max-connections. [default: 0]
       --buffers N
-      I/O buffers of 16.5 KiB in all, shared by the connections of each event loop;
-      idle connections hold none. [default: 512]
+      I/O buffers of 48.5 KiB in all, shared by the connections of each event loop;
+      idle connections hold none. [default: 192]
       --public ADDR[:PORT]
       The address clients dial, printed in the links at start; repeat for several
       (--public 203.0.113.7 --public [2001:db8::1]). The port defaults to the first
@@ -826,7 +826,7 @@ mod tests {
         assert_eq!(config.link_style, LinkStyle::Text);
         assert_eq!(config.log, LogLevel::Quiet);
         assert_eq!(config.threads, 0);
-        assert_eq!(config.buffers, 512);
+        assert_eq!(config.buffers, 192);
         assert_eq!(config.metrics, None);
         assert_eq!(config.stats_every, Some(Duration::from_secs(3600)));
         assert_eq!((config.allow, config.block), (None, None));

@@ -4,8 +4,11 @@
 use crate::proto::hello::MAX_ASSEMBLED_LEN;
 use crate::proto::record::{HEADER_LEN, MAX_PAYLOAD_LEN};
 
-/// One buffer: room for the largest hello (with fragment headers) and for one full record.
-pub const BUF_LEN: usize = 16 * 1024 + 512;
+/// Full records one read from a DC may fill, so one read and one write move this many.
+pub const RECORDS_PER_READ: usize = 3;
+/// One buffer: room for the largest hello (with fragment headers) and for three full records,
+/// so a read takes up to 48 KiB and a write sends them all.
+pub const BUF_LEN: usize = RECORDS_PER_READ * (HEADER_LEN + MAX_PAYLOAD_LEN) + 512;
 
 const _: () = assert!(BUF_LEN >= MAX_ASSEMBLED_LEN + 10 * HEADER_LEN);
 const _: () = assert!(BUF_LEN >= HEADER_LEN + MAX_PAYLOAD_LEN);

@@ -2,6 +2,7 @@
 //! loop implements `Net` with mio sockets (`socket.rs`); the simulation tests implement it with
 //! in-memory sockets, a fake clock and a seed. The core never makes a system call itself.
 
+use std::io::IoSliceMut;
 use std::net::SocketAddr;
 
 use mio::Token;
@@ -59,6 +60,8 @@ pub trait Net {
     /// Starts reporting readiness of `stream` under `token`. False when that failed.
     fn register(&mut self, stream: &mut Self::Stream, token: Token) -> bool;
     fn read(&mut self, stream: &mut Self::Stream, buf: &mut [u8]) -> Outcome;
+    /// One read into several slices, filled in order (readv).
+    fn read_vectored(&mut self, stream: &mut Self::Stream, bufs: &mut [IoSliceMut<'_>]) -> Outcome;
     /// Like `read`, but the bytes stay queued in the kernel.
     fn peek(&mut self, stream: &mut Self::Stream, buf: &mut [u8]) -> Outcome;
     fn write(&mut self, stream: &mut Self::Stream, buf: &[u8]) -> Outcome;

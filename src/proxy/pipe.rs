@@ -4,11 +4,16 @@
 //! area, writes, and then takes from the socket only what the sink accepted, so a peer that stops
 //! reading leaves the bytes waiting in the kernel, as a real server's would.
 
-use super::buffer::{BufferId, BufferPool};
+use std::io::IoSliceMut;
+
+use super::buffer::{BufferId, BufferPool, RECORDS_PER_READ};
 use super::end::End;
 use super::net::{Net, Outcome, Readiness, Side};
 use crate::proto::cipher::{self, CtrState};
 use crate::proto::record::{self, Deframer, HEADER_LEN, MAX_PAYLOAD_LEN, MIN_PAYLOAD_LEN};
+
+/// One record's place in a buffer: header, then payload.
+const SLOT_LEN: usize = HEADER_LEN + MAX_PAYLOAD_LEN;
 
 /// One socket of a connection and the readiness last reported for it. Events are
 /// edge-triggered, so readiness is remembered until a read or write says WouldBlock.
@@ -131,9 +136,39 @@ pub fn read<N: Net>(
         Take::Consume => net.read(stream, buf),
         Take::Peek => net.peek(stream, buf),
     };
+    after_read(peer, outcome, buf.len())
+}
+
+/// `read`, into the payload slots of up to `RECORDS_PER_READ` records of `buf` at once
+/// (readv), leaving room for each record's header in front of its payload.
+fn read_records<N: Net>(
+    peer: &mut Peer<N::Stream>,
+    net: &mut N,
+    buf: &mut [u8],
+) -> Result<Read, End> {
+    if !peer.ready.readable {
+        return Ok(Read::Idle);
+    }
+    let Some(stream) = peer.stream.as_mut() else {
+        return Err(End::Internal);
+    };
+    let (first, rest) = buf.split_at_mut(SLOT_LEN);
+    let (second, rest) = rest.split_at_mut(SLOT_LEN);
+    let third = rest.get_mut(..SLOT_LEN).ok_or(End::Internal)?;
+    let mut slots = [
+        IoSliceMut::new(&mut first[HEADER_LEN..]),
+        IoSliceMut::new(&mut second[HEADER_LEN..]),
+        IoSliceMut::new(&mut third[HEADER_LEN..]),
+    ];
+    let outcome = net.read_vectored(stream, &mut slots);
+    after_read(peer, outcome, RECORDS_PER_READ * MAX_PAYLOAD_LEN)
+}
+
+/// The rule both reads share, given what the read did and how much room it had.
+fn after_read<S>(peer: &mut Peer<S>, outcome: Outcome, room: usize) -> Result<Read, End> {
     match outcome {
         Outcome::Progress(n) => {
-            if n < buf.len() && !peer.ready.hung_up {
+            if n < room && !peer.ready.hung_up {
                 peer.ready.readable = false;
             }
             Ok(Read::Bytes(n))
@@ -256,11 +291,18 @@ pub fn relay<N: Net>(
     pipe.buffer = Some(id);
     let held = usize::from(pipe.held);
     let buf = pool.get(id);
-    let room = match transform {
-        Transform::ToClient { .. } => &mut buf[HEADER_LEN + held..HEADER_LEN + MAX_PAYLOAD_LEN],
-        Transform::FromClient { .. } => &mut buf[..],
+    let read_result = match transform {
+        // Held bytes wait at the start of the first record: read on after them.
+        Transform::ToClient { .. } if held > 0 => read(
+            source,
+            net,
+            &mut buf[HEADER_LEN + held..SLOT_LEN],
+            Take::Consume,
+        ),
+        Transform::ToClient { .. } => read_records(source, net, buf),
+        Transform::FromClient { .. } => read(source, net, &mut buf[..], Take::Consume),
     };
-    let n = match read(source, net, room, Take::Consume) {
+    let n = match read_result {
         Ok(Read::Bytes(n)) => n,
         Ok(Read::Idle) => {
             if pipe.held == 0 {
@@ -290,20 +332,65 @@ pub fn relay<N: Net>(
             cipher::apply_two(decrypt, encrypt, &mut buf[..payload]);
             payload
         }
-        Transform::ToClient { decrypt, encrypt } => {
+        Transform::ToClient { decrypt, encrypt } if held > 0 => {
             let data = &mut buf[HEADER_LEN + held..HEADER_LEN + held + n];
             cipher::apply_two(decrypt, encrypt, data);
             let total = held + n;
             if total < MIN_PAYLOAD_LEN {
-                // Too small for a record a TLS server would send: wait for what follows.
                 pipe.held = total as u16;
                 return Ok(Step::Progress);
             }
             pipe.held = 0;
-            let mut header = [0; HEADER_LEN];
-            record::write_application_data_header(&mut header, total as u16);
-            buf[..HEADER_LEN].copy_from_slice(&header);
+            put_header(buf, 0, total);
             HEADER_LEN + total
+        }
+        Transform::ToClient { decrypt, encrypt } => {
+            // The read filled the record slots in order: all but the last are full.
+            let mut lens = [0; RECORDS_PER_READ];
+            let mut left = n;
+            let mut count = 0;
+            for len in lens.iter_mut() {
+                if left == 0 {
+                    break;
+                }
+                *len = left.min(MAX_PAYLOAD_LEN);
+                left -= *len;
+                count += 1;
+            }
+            for (slot, &len) in lens[..count].iter().enumerate() {
+                let data = slot * SLOT_LEN + HEADER_LEN;
+                cipher::apply_two(decrypt, encrypt, &mut buf[data..data + len]);
+            }
+            let last = lens[count - 1];
+            if count == 1 && last < MIN_PAYLOAD_LEN {
+                // Too small for a record a TLS server would send: wait for what follows.
+                pipe.held = last as u16;
+                return Ok(Step::Progress);
+            }
+            if last < MIN_PAYLOAD_LEN {
+                // Lend the small last record bytes from the full one before it.
+                let lent = MIN_PAYLOAD_LEN - last;
+                lens[count - 2] -= lent;
+                lens[count - 1] = MIN_PAYLOAD_LEN;
+                let mut joined = [0; MIN_PAYLOAD_LEN];
+                let from = (count - 2) * SLOT_LEN + HEADER_LEN + lens[count - 2];
+                joined[..lent].copy_from_slice(&buf[from..from + lent]);
+                let tail = (count - 1) * SLOT_LEN + HEADER_LEN;
+                joined[lent..].copy_from_slice(&buf[tail..tail + last]);
+                buf[from + HEADER_LEN..from + HEADER_LEN + MIN_PAYLOAD_LEN]
+                    .copy_from_slice(&joined);
+                put_header(buf, (count - 2) * SLOT_LEN, lens[count - 2]);
+                put_header(buf, from, MIN_PAYLOAD_LEN);
+                for (slot, &len) in lens[..count - 2].iter().enumerate() {
+                    put_header(buf, slot * SLOT_LEN, len);
+                }
+                from + HEADER_LEN + MIN_PAYLOAD_LEN
+            } else {
+                for (slot, &len) in lens[..count].iter().enumerate() {
+                    put_header(buf, slot * SLOT_LEN, len);
+                }
+                (count - 1) * SLOT_LEN + HEADER_LEN + last
+            }
         }
     };
     pipe.start = 0;
@@ -312,6 +399,13 @@ pub fn relay<N: Net>(
         pipe.release(pool);
     }
     Ok(Step::Progress)
+}
+
+/// Writes an ApplicationData header for `len` payload bytes at `at`.
+fn put_header(buf: &mut [u8], at: usize, len: usize) {
+    let mut header = [0; HEADER_LEN];
+    record::write_application_data_header(&mut header, len as u16);
+    buf[at..at + HEADER_LEN].copy_from_slice(&header);
 }
 
 /// One peek-write-consume round on a raw pipe, through the loop's scratch area.

@@ -1,7 +1,7 @@
 //! `Net` over real mio sockets: every system call the connection core asks for, with
 //! `io::ErrorKind` mapped once to an `Outcome`, so the core never looks at one.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSliceMut, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 
@@ -50,6 +50,10 @@ impl Net for MioNet {
 
     fn read(&mut self, stream: &mut TcpStream, buf: &mut [u8]) -> Outcome {
         retry(|| stream.read(buf))
+    }
+
+    fn read_vectored(&mut self, stream: &mut TcpStream, bufs: &mut [IoSliceMut<'_>]) -> Outcome {
+        retry(|| stream.read_vectored(bufs))
     }
 
     fn peek(&mut self, stream: &mut TcpStream, buf: &mut [u8]) -> Outcome {
