@@ -33,7 +33,10 @@ fn answer(config: &Config) -> Finding {
     for &address in addresses.iter().take(MAX_PROBED) {
         match probe_front(address, config.secret.domain.as_bytes()) {
             Ok(profile) => {
-                let finding = format!("{address} answers {}; {host} is {all}", describe(&profile));
+                let mut finding = format!("{address} answers {}", describe(&profile));
+                if host.parse::<IpAddr>().is_err() {
+                    finding.push_str(&format!("; {host} is {all}"));
+                }
                 if profile.record_count > 1 {
                     return Finding::warn(
                         "front",

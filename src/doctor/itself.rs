@@ -2,13 +2,13 @@
 //! probe gets from the front (HTTP with the Date header masked, TLS by record types and
 //! lengths), and a genuine hello must get a reply that verifies (docs/PROTOCOL.md §3.3).
 
-use std::io::Write;
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::thread;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::exchange::{connect, exchange, read_record, resolve};
-use super::Finding;
+use super::exchange::{connect, exchange, read_record, resolve, TIMEOUT};
+use super::{human, Finding};
 use crate::proto::front_flight::{self, CLIENT_HELLO_RANDOM_LEN, MAX_CLIENT_HELLO_LEN};
 use crate::proto::record::{APPLICATION_DATA, CHANGE_CIPHER_SPEC, HANDSHAKE, HEADER_LEN};
 use crate::proto::{hello, server_hello};
@@ -170,8 +170,15 @@ pub fn genuine(address: SocketAddr, config: &Config) -> Result<(), String> {
         .map_err(|e| format!("cannot send: {e}"))?;
     let mut reply = Vec::new();
     for expected in [HANDSHAKE, CHANGE_CIPHER_SPEC, APPLICATION_DATA] {
-        let record = read_record(&mut stream, MAX_RECORD_PAYLOAD)
-            .map_err(|e| format!("the reply ends after {} bytes ({e})", reply.len()))?;
+        let record = read_record(&mut stream, MAX_RECORD_PAYLOAD).map_err(|e| {
+            let why = match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                    format!("nothing more within {}", human(TIMEOUT))
+                }
+                _ => e.to_string(),
+            };
+            format!("the reply stops after {} bytes ({why})", reply.len())
+        })?;
         if record.first() != Some(&expected) {
             return Err(format!("the reply is {}", describe(&record)));
         }
