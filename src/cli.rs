@@ -27,6 +27,8 @@ pub enum SecretEncoding {
 pub enum Command {
     /// Boxed: the settings are far larger than the other commands.
     Run(Box<Config>),
+    /// Check this machine with the settings `run` would use.
+    Doctor(Box<Config>),
     GenerateSecret {
         domain: String,
         encoding: SecretEncoding,
@@ -112,6 +114,8 @@ Usage:
       Print a fresh ee secret that imitates TLS to DOMAIN.
   feint access [--qr] --public ADDR[:PORT] SECRET
       Print the tg:// and https://t.me links for SECRET.
+  feint doctor [OPTIONS] SECRET
+      Check this machine, with `run`'s options, before sharing the links.
   feint help [COMMAND]
       Print this help or a command's help.
 
@@ -234,13 +238,36 @@ Options:
       Print this help.
 ";
 
+pub const DOCTOR_HELP: &str = "\
+Usage: feint doctor [OPTIONS] SECRET
+
+Check that this machine is ready to serve SECRET, with the same OPTIONS as `feint run`
+(see `feint run --help`). It talks only to the front, the DCs and the local listener, and
+prints one line per check, OK, WARN or FAIL, with a fix for each problem:
+  clock     our clock against a DC's (more than --time-skew/2 off fronts every client)
+  front     TLS 1.3, group, cipher and record count of its answer to a TDLib hello
+  dns       the secret's domain against --public
+  DC N      TCP connect time to each DC address --prefer-ip allows
+  listen    each --bind address, and the open-file limit against --max-connections
+  itself    with feint running on the port: probes without the secret get the front's
+            answer, a genuine hello gets a reply that verifies
+Exits 1 if any check fails.
+";
+
 /// Parses the whole command line. Fails with one line naming the problem.
 pub fn parse(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
     match parser.next()? {
         Some(Short('h') | Long("help")) => Ok(Command::Help(HELP)),
         Some(Short('V') | Long("version")) => Ok(Command::Version),
         Some(Value(command)) => match command.to_str() {
-            Some("run") => parse_run(parser),
+            Some("run") => parse_run(parser, "run").map(|config| match config {
+                Some(config) => Command::Run(config),
+                None => Command::Help(RUN_HELP),
+            }),
+            Some("doctor") => parse_run(parser, "doctor").map(|config| match config {
+                Some(config) => Command::Doctor(config),
+                None => Command::Help(DOCTOR_HELP),
+            }),
             Some("generate-secret") => parse_generate_secret(parser),
             Some("access") => parse_access(parser),
             Some("help") => parse_help(parser),
@@ -250,12 +277,13 @@ pub fn parse(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
         },
         Some(arg) => Err(unexpected(arg, "")),
         None => Err(UsageError(
-            "missing command (run, generate-secret or access); see `feint --help`".into(),
+            "missing command (run, generate-secret, access or doctor); see `feint --help`".into(),
         )),
     }
 }
 
-fn parse_run(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
+/// `run`'s options and SECRET, for `command` (run or doctor); None for --help.
+fn parse_run(mut parser: lexopt::Parser, command: &str) -> Result<Option<Box<Config>>, UsageError> {
     let mut secret = None;
     let mut binds = Vec::new();
     let mut dc_overrides: Vec<(i16, SocketAddr)> = Vec::new();
@@ -358,14 +386,16 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
             Long("front-via-upstream") => front_route = FrontRoute::ViaUpstream,
             Long("no-front-probe") => probe_front = false,
             Short('v') | Long("verbose") => log = LogLevel::Verbose,
-            Short('h') | Long("help") => return Ok(Command::Help(RUN_HELP)),
+            Short('h') | Long("help") => return Ok(None),
             Value(text) if secret.is_none() => secret = Some(parse_secret(&text)?),
-            arg => return Err(unexpected(arg, "run")),
+            arg => return Err(unexpected(arg, command)),
         }
     }
 
     let secret: Secret = secret.ok_or_else(|| {
-        UsageError("run: missing SECRET; make one with `feint generate-secret DOMAIN`".into())
+        UsageError(format!(
+            "{command}: missing SECRET; make one with `feint generate-secret DOMAIN`"
+        ))
     })?;
     if binds.is_empty() {
         binds.push(DEFAULT_BIND);
@@ -377,7 +407,7 @@ fn parse_run(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
         host: secret.domain.clone(),
         port: DEFAULT_PORT,
     });
-    Ok(Command::Run(Box::new(Config {
+    Ok(Some(Box::new(Config {
         secret,
         binds,
         dc_overrides,
@@ -466,6 +496,7 @@ fn parse_help(mut parser: lexopt::Parser) -> Result<Command, UsageError> {
             Some("run") => RUN_HELP,
             Some("generate-secret") => GENERATE_SECRET_HELP,
             Some("access") => ACCESS_HELP,
+            Some("doctor") => DOCTOR_HELP,
             Some("help") => HELP,
             _ => {
                 return Err(UsageError(format!(
@@ -1319,8 +1350,37 @@ mod tests {
         assert_eq!(help(&["generate-secret", "--help"]), GENERATE_SECRET_HELP);
         assert_eq!(help(&["help", "access"]), ACCESS_HELP);
         assert_eq!(help(&["access", "-h"]), ACCESS_HELP);
+        assert_eq!(help(&["help", "doctor"]), DOCTOR_HELP);
+        assert_eq!(help(&["doctor", "--help"]), DOCTOR_HELP);
         assert!(matches!(parse_args(&["--version"]), Ok(Command::Version)));
         assert!(matches!(parse_args(&["-V"]), Ok(Command::Version)));
+    }
+
+    #[test]
+    fn doctor_takes_exactly_the_options_of_run() {
+        let args = [
+            "--dc",
+            "2=127.0.0.1:9",
+            "--time-skew",
+            "1m",
+            "-b",
+            "[::]:8443",
+        ];
+        let mut argv = vec!["doctor"];
+        argv.extend_from_slice(&args);
+        argv.push(SECRET_HEX);
+        let run = run_config(&argv[1..]);
+        match parse_args(&argv) {
+            Ok(Command::Doctor(config)) => {
+                assert_eq!(config.dc_overrides, run.dc_overrides);
+                assert_eq!(config.time_skew, run.time_skew);
+                assert_eq!(config.binds, run.binds);
+                assert_eq!(config.front, run.front);
+            }
+            other => panic!("{argv:?} gave {other:?}"),
+        }
+        assert!(error(&["doctor", "--nope", SECRET_HEX]).contains("feint doctor --help"));
+        assert!(error(&["doctor"]).starts_with("doctor: missing SECRET"));
     }
 
     #[test]

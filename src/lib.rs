@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 
 pub mod cli;
+pub mod doctor;
 pub mod links;
 pub mod proto;
 pub mod proxy;

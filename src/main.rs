@@ -6,6 +6,7 @@ use std::io::{self, IsTerminal, Write};
 use std::net::SocketAddr;
 
 use feint::cli::{self, Command, LinkStyle, SecretEncoding, UsageError};
+use feint::doctor;
 use feint::links;
 use feint::proxy;
 use feint::qr::Palette;
@@ -20,13 +21,15 @@ enum Error {
     Output(io::Error),
     /// `proxy::run` failed: its error carries the context, such as the address it could not bind.
     Run(io::Error),
+    /// `doctor` found this many failures; its table says which.
+    Doctor(usize),
 }
 
 impl Error {
     fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) => 2,
-            Error::Random(_) | Error::Output(_) | Error::Run(_) => 1,
+            Error::Random(_) | Error::Output(_) | Error::Run(_) | Error::Doctor(_) => 1,
         }
     }
 }
@@ -38,6 +41,8 @@ impl fmt::Display for Error {
             Error::Random(error) => write!(f, "cannot get random bytes from the OS: {error}"),
             Error::Output(error) => write!(f, "cannot write to stdout: {error}"),
             Error::Run(error) => write!(f, "{error}"),
+            Error::Doctor(1) => f.write_str("1 check failed"),
+            Error::Doctor(count) => write!(f, "{count} checks failed"),
         }
     }
 }
@@ -74,6 +79,16 @@ fn execute(parser: lexopt::Parser) -> Result<(), Error> {
             let stdout = io::stdout();
             let qr_code = qr_palette(link_style, &stdout);
             links::write(&mut stdout.lock(), &secret, &endpoints, qr_code).map_err(Error::Output)
+        }
+        Command::Doctor(config) => {
+            let report = doctor::examine(&config);
+            report
+                .write(&mut io::stdout().lock())
+                .map_err(Error::Output)?;
+            match report.failures() {
+                0 => Ok(()),
+                count => Err(Error::Doctor(count)),
+            }
         }
         Command::Run(config) => {
             // A bad list file is a usage error: the operator named it on the command line.

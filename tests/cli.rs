@@ -227,6 +227,11 @@ fn bad_command_lines_exit_2_with_one_line() {
         (&["serve"], "unknown command"),
         (&["--frobnicate"], "unknown option '--frobnicate'"),
         (&["run"], "missing SECRET"),
+        (&["doctor"], "doctor: missing SECRET"),
+        (
+            &["doctor", "--frobnicate", SECRET_HEX],
+            "see `feint doctor --help`",
+        ),
         (
             &["run", "--frobnicate", SECRET_HEX],
             "unknown option '--frobnicate'",
@@ -303,6 +308,7 @@ fn readme_quotes_the_current_help() {
         &["run", "--help"],
         &["generate-secret", "--help"],
         &["access", "--help"],
+        &["doctor", "--help"],
     ] {
         let help = stdout(&feint(args));
         assert!(

@@ -5,6 +5,7 @@ pub mod cipher;
 pub mod dc;
 pub mod front_flight;
 pub mod hello;
+pub mod mtproto;
 pub mod obfs2;
 pub mod proxy_protocol;
 pub mod record;

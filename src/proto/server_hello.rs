@@ -78,6 +78,26 @@ pub fn emit_like(
     write(out, key, hello, &shape, public_key, noise)
 }
 
+/// True if `reply`, the three records a client reads (ServerHello, CCS, certificate), carries
+/// the server random docs/PROTOCOL.md §3.3 asks for `client_random`, as a client checks it.
+/// The comparison is in constant time; a reply too short for a random is false.
+pub fn verifies(reply: &[u8], client_random: &[u8; 32], key: &[u8; 16]) -> bool {
+    let random_end = RANDOM_START + RANDOM_LEN;
+    let (Some(head), Some(random), Some(tail)) = (
+        reply.get(..RANDOM_START),
+        reply.get(RANDOM_START..random_end),
+        reply.get(random_end..),
+    ) else {
+        return false;
+    };
+    let expected = hmac_sha256(key, &[client_random, head, &[0; RANDOM_LEN], tail]);
+    let difference = expected
+        .iter()
+        .zip(random)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    std::hint::black_box(difference) == 0
+}
+
 /// What may differ between replies besides the random parts.
 struct Shape<'a> {
     cipher_suite: [u8; 2],
@@ -248,6 +268,21 @@ mod tests {
         );
         assert_eq!(reply[121..127], SUPPORTED_VERSIONS);
         assert!(client_accepts(reply, &reference_verified().client_random));
+        assert!(verifies(reply, &reference_verified().client_random, &KEY));
+    }
+
+    #[test]
+    fn a_reply_verifies_only_with_its_key_random_and_bytes() {
+        let hello = reference_verified();
+        let mut out = [0; 300];
+        let len = emit(&mut out, &KEY, &hello, &[9; 32], &[1, 2, 3]).unwrap();
+        assert!(verifies(&out[..len], &hello.client_random, &KEY));
+        assert!(!verifies(&out[..len], &hello.client_random, &[7; 16]));
+        assert!(!verifies(&out[..len], &[0; 32], &KEY));
+        out[len - 1] ^= 1;
+        assert!(!verifies(&out[..len], &hello.client_random, &KEY));
+        assert!(!verifies(&out[..20], &hello.client_random, &KEY));
+        assert!(!verifies(&[], &hello.client_random, &KEY));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! A fake Telegram DC on loopback. It reads feint's 64-byte obfs2 header with the keys without
 //! secret (docs/PROTOCOL.md §5.5 step 3, from the DC's side), records the tag and the DC id, then
-//! echoes the decrypted stream back and keeps a copy for the test.
+//! echoes the decrypted stream back and keeps a copy for the test; or, as a DC does, answers an
+//! unencrypted `req_pq_multi` with a `resPQ` whose message id carries its (chosen) clock.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -20,6 +21,9 @@ pub enum DcMode {
     EchoThenOnEof(Vec<u8>),
     /// Record only; never write.
     Silent,
+    /// Read padded-intermediate frames; answer each unencrypted `req_pq_multi` with a `resPQ`
+    /// stamped with our clock plus `clock_offset` seconds, as `feint doctor` expects.
+    AnswerReqPq { clock_offset: i64 },
 }
 
 /// What the DC saw on one connection.
@@ -167,6 +171,9 @@ fn serve_inner(
         c.tag = accepted.tag;
         c.dc = accepted.dc;
     });
+    if let DcMode::AnswerReqPq { clock_offset } = mode {
+        return answer_req_pq(stream, index, shared, &mut accepted.ciphers, *clock_offset);
+    }
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = stream.read(&mut buf)?;
@@ -188,6 +195,70 @@ fn serve_inner(
             stream.write_all(data)?;
         }
     }
+}
+
+const REQ_PQ_MULTI: u32 = 0xbe7e_8ef1;
+const RES_PQ: u32 = 0x0516_2463;
+const VECTOR: u32 = 0x1cb5_c415;
+/// The most frames one connection may send.
+const MAX_FRAMES: usize = 16;
+
+/// Serves `DcMode::AnswerReqPq`: every frame's plaintext goes to `received`.
+fn answer_req_pq(
+    stream: &mut TcpStream,
+    index: usize,
+    shared: &Shared,
+    ciphers: &mut obfs2::Ciphers,
+    clock_offset: i64,
+) -> std::io::Result<()> {
+    for _ in 0..MAX_FRAMES {
+        let mut length = [0u8; 4];
+        if let Err(e) = stream.read_exact(&mut length) {
+            update(shared, index, |c| c.peer_closed = true);
+            return if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                Ok(())
+            } else {
+                Err(e)
+            };
+        }
+        ciphers.receive.apply(&mut length);
+        let length = (u32::from_le_bytes(length) & 0x7fff_ffff) as usize;
+        if length > 1 << 16 {
+            return Err(std::io::Error::other(format!("frame of {length} bytes")));
+        }
+        let mut frame = vec![0u8; length];
+        stream.read_exact(&mut frame)?;
+        ciphers.receive.apply(&mut frame);
+        update(shared, index, |c| c.received.extend_from_slice(&frame));
+        // auth_key_id 0, message id, body length, then the constructor and the nonce.
+        let unencrypted = frame.len() >= 40 && frame[..8] == [0; 8];
+        if !unencrypted || u32::from_le_bytes(frame[20..24].try_into().unwrap()) != REQ_PQ_MULTI {
+            continue;
+        }
+        let mut body = RES_PQ.to_le_bytes().to_vec();
+        body.extend_from_slice(&frame[24..40]);
+        body.extend_from_slice(&crate::crypto::random_bytes(16));
+        // pq as TL bytes, then one fingerprint no client knows.
+        body.extend_from_slice(&[8, 0x17, 0xed, 0x48, 0x94, 0x1a, 0x08, 0xf9, 0x81, 0, 0, 0]);
+        body.extend_from_slice(&VECTOR.to_le_bytes());
+        body.extend_from_slice(&1u32.to_le_bytes());
+        body.extend_from_slice(&0x1122_3344_5566_7788u64.to_le_bytes());
+        // A server message id: unix time in the upper 32 bits, 1 mod 4 for a response.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("the clock is after 1970");
+        let seconds = (now.as_secs() as i64 + clock_offset) as u64;
+        let fraction = (u64::from(now.subsec_nanos()) << 32) / 1_000_000_000;
+        let message_id = ((seconds << 32) | fraction) & !3 | 1;
+        let mut answer = ((20 + body.len()) as u32).to_le_bytes().to_vec();
+        answer.extend_from_slice(&[0; 8]);
+        answer.extend_from_slice(&message_id.to_le_bytes());
+        answer.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        answer.extend_from_slice(&body);
+        ciphers.send.apply(&mut answer);
+        stream.write_all(&answer)?;
+    }
+    Ok(())
 }
 
 /// `--dc N=ADDR` flags routing DC 1, 2, … to `dcs[0]`, `dcs[1]`, ….
