@@ -18,21 +18,18 @@
 //! any more: a bad record or tag closes.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
-use super::access_list::Verdict;
-use super::buffer::BufferPool;
-use super::counters::{Direction, LoopCounters, Refusal};
+use super::counters::Direction;
 pub use super::dial::{Dial, DialState};
 use super::end::End;
+pub use super::env::{Clock, Cx, Env, Wait};
 use super::handshake;
 use super::net::{CloseStyle, Net, Outcome, Readiness, Side};
 use super::pipe::{self, Peer, Pipe, Read, Step, Take, Transform};
-use super::shared::Shared;
 use super::slots::token;
 use crate::proto::cipher::CtrState;
 use crate::proto::hello::Rejection;
-use crate::proto::proxy_protocol::{self, Parse};
+use crate::proto::proxy_protocol;
 use crate::proto::record::Deframer;
 use crate::settings::{ClientProxyHeader, FrontProxyHeader};
 
@@ -40,70 +37,6 @@ use crate::settings::{ClientProxyHeader, FrontProxyHeader};
 const STEP_BUDGET: usize = 64;
 /// Reads of the client's queued bytes before a close that mirrors the front's.
 const MAX_DRAIN_READS: usize = 4;
-
-/// The loop's clock: its tick (for deadlines) and the Unix time (for hello timestamps).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Clock {
-    pub tick: u64,
-    pub unix: u64,
-    /// Microseconds since start, for waits shorter than a tick.
-    pub micros: u64,
-}
-
-/// What the loop lends the connection it runs: settings, clock, randomness and scratch space.
-pub struct Env {
-    pub shared: Arc<Shared>,
-    /// Which event loop this is, for its counters.
-    pub loop_index: usize,
-    pub handshake_ticks: u64,
-    pub idle_ticks: u64,
-    /// How long one upstream address may take to accept a connection.
-    pub dial_ticks: u64,
-    pub now: Clock,
-    /// AES-256-CTR keystream under a key from getrandom (or a test's seed): the loop's random
-    /// bytes, without a system call per connection.
-    pub rng: CtrState,
-    /// Where hellos are peeked and fronted bytes pass through: one pool buffer's size.
-    pub scratch: Vec<u8>,
-    /// Where a hello is assembled into its single-record form.
-    pub assembled: Vec<u8>,
-    /// Room for the certificate record's random payload.
-    pub noise: Vec<u8>,
-}
-
-impl Env {
-    /// This loop's counters.
-    pub fn counters(&self) -> &LoopCounters {
-        self.shared.metrics.for_loop(self.loop_index)
-    }
-
-    pub fn random(&mut self, out: &mut [u8]) {
-        out.fill(0);
-        self.rng.apply(out);
-    }
-}
-
-/// Everything a connection may use while it runs.
-pub struct Cx<'a, N: Net> {
-    pub net: &'a mut N,
-    pub pool: &'a mut BufferPool,
-    pub env: &'a mut Env,
-    pub slot: u32,
-    pub generation: u32,
-}
-
-/// Why a connection stopped running for now.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Wait {
-    /// Until readiness or a timer.
-    Idle,
-    /// Until a pool buffer comes back.
-    Buffer,
-    /// It used its step budget: run it again soon.
-    Budget,
-    /// Its reply is held back until `Connection::reply_due`.
-    Hold,
-}
 
 pub struct Relay {
     pub dc: i16,
@@ -304,41 +237,6 @@ impl<S> Connection<S> {
         self.admit(deadline, cx)
     }
 
-    /// The client's address is known: apply the lists and the per-address cap, then wait for
-    /// the hello with the front dialled at once.
-    fn admit<N: Net<Stream = S>>(&mut self, deadline: u64, cx: &mut Cx<'_, N>) -> Result<(), End> {
-        if let Some(ip) = self.client_address.map(|a| a.ip()) {
-            let refusal = match cx.env.shared.address_allowed(ip) {
-                Verdict::Allowed => None,
-                Verdict::Blocked => Some(Refusal::Blocked),
-                Verdict::NotAllowed => Some(Refusal::NotAllowed),
-            };
-            if let Some(refusal) = refusal {
-                cx.env.counters().refused(refusal);
-                self.phase = Phase::AwaitHello {
-                    deadline,
-                    front: Dial::NEW,
-                };
-                return self.front(FrontReason::Listed, cx);
-            }
-            match cx.env.shared.per_ip.acquire(ip) {
-                Some(slot) => self.address_slot = slot,
-                None => {
-                    cx.env.counters().refused(Refusal::PerIp);
-                    self.drain_client(cx);
-                    return Err(End::AddressLimit);
-                }
-            }
-        }
-        self.phase = Phase::AwaitHello {
-            deadline,
-            front: Dial::NEW,
-        };
-        // With no front address yet the hello can still pass; fronting dials again later.
-        let _ = self.dial(cx);
-        Ok(())
-    }
-
     /// Makes as much progress as readiness allows, within the step budget.
     pub fn drive<N: Net<Stream = S>>(&mut self, cx: &mut Cx<'_, N>) -> Result<Wait, End> {
         self.advance_dial(cx)?;
@@ -456,44 +354,6 @@ impl<S> Connection<S> {
         }
     }
 
-    /// `--proxy-protocol`: peeks at the balancer's header, takes exactly its bytes and admits
-    /// the client it names. Anything else closes: only the balancer connects here.
-    fn read_proxy_header<N: Net<Stream = S>>(
-        &mut self,
-        deadline: u64,
-        cx: &mut Cx<'_, N>,
-    ) -> Result<Step, End> {
-        let scratch = &mut cx.env.scratch[..proxy_protocol::MAX_V2_LEN];
-        let peeked = match pipe::read(&mut self.client, cx.net, scratch, Take::Peek)? {
-            Read::Idle => return Ok(Step::Idle),
-            Read::Closed => return Err(End::ClientLeft),
-            Read::Bytes(n) => n,
-        };
-        let header = match proxy_protocol::parse(&cx.env.scratch[..peeked]) {
-            Parse::Parsed(header) => header,
-            Parse::NeedMore
-                if peeked < proxy_protocol::MAX_V2_LEN && !self.client.ready.hung_up =>
-            {
-                return Ok(Step::Idle)
-            }
-            _ => return Err(End::BadProxyHeader),
-        };
-        let Some(stream) = self.client.stream.as_mut() else {
-            return Err(End::Internal);
-        };
-        match cx.net.read(stream, &mut cx.env.scratch[..header.consumed]) {
-            Outcome::Progress(n) if n == header.consumed => {}
-            _ => return Err(End::Internal),
-        }
-        // A header from the balancer itself (a health check) stands for the balancer.
-        if header.source.is_some() {
-            self.client_address = header.source;
-        }
-        self.destination = header.destination;
-        self.client.ready.readable = true;
-        self.admit(deadline, cx).map(|()| Step::Progress)
-    }
-
     /// While the hello is undecided, the pre-dialled front may speak or close first.
     fn watch_front<N: Net<Stream = S>>(&mut self, cx: &mut Cx<'_, N>) -> Result<Step, End> {
         let connected = matches!(self.phase, Phase::AwaitHello { front, .. } if front.connected());
@@ -529,7 +389,7 @@ impl<S> Connection<S> {
     }
 
     /// Reads and drops what the client sent, so closing its socket sends FIN, not RST.
-    fn drain_client<N: Net<Stream = S>>(&mut self, cx: &mut Cx<'_, N>) {
+    pub(super) fn drain_client<N: Net<Stream = S>>(&mut self, cx: &mut Cx<'_, N>) {
         let Some(stream) = self.client.stream.as_mut() else {
             return;
         };

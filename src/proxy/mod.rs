@@ -1,12 +1,14 @@
 //! The I/O edge: sockets, event loops, clocks and randomness. Drives `proto` state machines.
 
 mod access_list;
+mod admission;
 mod buffer;
 mod connection;
 mod counters;
 mod dial;
 mod driver;
 mod end;
+mod env;
 mod event_loop;
 mod front_probe;
 mod handshake;
