@@ -5,6 +5,7 @@
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -14,6 +15,7 @@ use feint_testkit::dc::DcMode;
 use feint_testkit::hello::RANDOM_RANGE;
 use feint_testkit::obfs2::frame_padded;
 use feint_testkit::record::{self, HANDSHAKE};
+use feint_testkit::tempdir::TempDir;
 use feint_testkit::wire::{self, mask_date, Ending};
 use feint_testkit::{
     client, feint, hello, reply, unix_now, ClientOptions, FakeDc, FakeTlsClient, Feint, Nginx,
@@ -236,7 +238,15 @@ fn unread_fronted_downloads_starve_no_one() {
         start.elapsed(),
         r.feint.output()
     );
-    drop(downloads);
+    // The attack was real: every download was fronted and is waiting on its unread client.
+    for (i, mut d) in downloads.into_iter().enumerate() {
+        let mut head = [0u8; 12];
+        let read = d.read_exact(&mut head);
+        assert!(
+            read.is_ok() && head == *b"HTTP/1.1 200",
+            "download {i} got no answer from nginx: {read:?} {head:?}"
+        );
+    }
 }
 
 /// Keeps `count` connections open that each sent only `0x16`, replacing each one `every` after
@@ -436,8 +446,7 @@ fn syn_dropping_listener() -> (TcpListener, Vec<TcpStream>) {
 
 /// Attack 5, front dial deadline: a prober whose front address drops SYNs is closed within
 /// about 6 s (feint gives each front address 5 s), not left waiting for the kernel's
-/// two-minute connect timeout. There is only one front address here: the machine's resolver
-/// gives no loopback name two addresses, so trying the next one is left to the simulation.
+/// two-minute connect timeout. With no other address to try, feint closes the prober.
 #[test]
 fn a_front_that_drops_syns_costs_a_prober_seconds_not_minutes() {
     let (front, _filling) = syn_dropping_listener();
@@ -465,6 +474,98 @@ fn a_front_that_drops_syns_costs_a_prober_seconds_not_minutes() {
         bytes.len(),
         f.output()
     );
+}
+
+/// A script that runs feint in a mount namespace of its own where `hosts` is /etc/hosts, or
+/// `None` (and a note) without root or `unshare`; under CI=true that is a failure.
+fn feint_with_hosts(dir: &TempDir, hosts: &str) -> Option<PathBuf> {
+    let unshare = ["/usr/bin/unshare", "/bin/unshare"]
+        .iter()
+        .any(|p| std::path::Path::new(p).exists());
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !unshare || !root {
+        let why = "unshare --mount needs util-linux and root";
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"),
+            "{why}: run scripts/install-test-deps"
+        );
+        eprintln!("skipping: {why}");
+        return None;
+    }
+    let hosts_path = dir.path().join("hosts");
+    std::fs::write(&hosts_path, hosts).unwrap();
+    let script = dir.path().join("feint");
+    // `$0` and `$@` carry the paths, so nothing is re-parsed by the shell; every step execs, so
+    // the pid the kit kills is feint's.
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nexec unshare --mount -- sh -c 'mount --bind \"$0\" /etc/hosts && exec \"$@\"' \
+             '{}' '{}' \"$@\"\n",
+            hosts_path.display(),
+            bin().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Some(script)
+}
+
+/// Attack 5, front dial deadline with two addresses: the front's name resolves to a
+/// SYN-dropping 127.0.0.1:P and a working 127.0.0.2:P (the resolver sorts 127.0.0.1 first; a
+/// mount namespace gives feint its own /etc/hosts). A prober's bytes reach the second address
+/// after the first one's 5 s, not after the kernel's two-minute connect timeout.
+#[test]
+fn a_front_that_drops_syns_hands_the_prober_to_the_next_address() {
+    let (stalled, _filling) = syn_dropping_listener();
+    let port = stalled.local_addr().unwrap().port();
+    let second = TcpListener::bind((Ipv4Addr::new(127, 0, 0, 2), port)).unwrap();
+    const ANSWER: &[u8] = b"HTTP/1.1 204 No Content\r\nServer: the second address\r\n\r\n";
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = second.accept().ok()?;
+        s.set_read_timeout(Some(WAIT)).ok()?;
+        let mut request = [0u8; 1024];
+        let n = s.read(&mut request).ok()?;
+        s.write_all(ANSWER).ok()?;
+        Some(request[..n].to_vec())
+    });
+
+    let dir = TempDir::new("feint-hosts").unwrap();
+    let hosts = "127.0.0.2 front.test\n127.0.0.1 front.test\n";
+    let Some(wrapper) = feint_with_hosts(&dir, hosts) else {
+        return;
+    };
+    let secret = Secret::random(DOMAIN);
+    let mut args = vec![
+        "--front".to_string(),
+        format!("front.test:{port}"),
+        "-v".to_string(),
+    ];
+    if supports("--no-front-probe") {
+        args.push("--no-front-probe".to_string());
+    }
+    let f = Feint::start(wrapper, &secret, &args).unwrap();
+    let request = format!("GET / HTTP/1.1\r\nHost: {DOMAIN}\r\n\r\n");
+    let start = Instant::now();
+    let mut prober = client::connect(f.addr(), WAIT).unwrap();
+    prober.write_all(request.as_bytes()).unwrap();
+    let (answer, ending) =
+        wire::read_until_quiet(&mut prober, Duration::from_secs(8), Duration::from_secs(8));
+    let elapsed = start.elapsed();
+    assert!(
+        answer == ANSWER && elapsed < Duration::from_secs(7),
+        "the prober got {:?} ({ending:?}) after {elapsed:?}\nfeint:\n{}",
+        String::from_utf8_lossy(&answer),
+        f.output()
+    );
+    // Too fast means feint did not try the stalled address first, and this proved nothing.
+    assert!(
+        elapsed > Duration::from_secs(4),
+        "answered after {elapsed:?}: the stalled address was not tried first"
+    );
+    drop(prober);
+    assert_eq!(server.join().unwrap(), Some(request.into_bytes()));
 }
 
 /// The timer field (`tr`) of the socket from `local` to `remote` in /proc/net/tcp: 2 is a
