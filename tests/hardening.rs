@@ -381,7 +381,6 @@ fn a_connection_over_the_cap_waits_instead_of_being_reset() {
 /// idle connections from 127.0.0.1 cannot fill the cap: a genuine client from 127.0.0.2 is
 /// served, and a third hello from 127.0.0.1 is not.
 #[test]
-#[ignore = "needs --max-connections-per-ip"]
 fn one_address_cannot_fill_the_connection_cap() {
     let r = rig(
         FrontPort::Tls,
