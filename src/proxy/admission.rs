@@ -45,8 +45,8 @@ impl<S> Connection<S> {
             deadline,
             front: Dial::NEW,
         };
-        // With no front address yet the hello can still pass; fronting dials again later.
-        let _ = self.dial(cx);
+        // The hello may be queued already: the first run looks before the front is dialled.
+        self.client.ready.readable = true;
         Ok(())
     }
 

@@ -245,7 +245,13 @@ impl<S> Connection<S> {
                 Phase::Free => return Ok(Wait::Idle),
                 Phase::AwaitProxyHeader { deadline } => self.read_proxy_header(deadline, cx)?,
                 Phase::AwaitHello { .. } => match self.watch_front(cx)? {
-                    Step::Idle => handshake::read_hello(self, cx)?,
+                    Step::Idle => match handshake::read_hello(self, cx)? {
+                        Step::Idle => {
+                            self.dial_front_early(cx);
+                            Step::Idle
+                        }
+                        other => other,
+                    },
                     other => other,
                 },
                 Phase::AwaitObfs2 { .. } => match self.flush_reply(cx)? {
@@ -351,6 +357,25 @@ impl<S> Connection<S> {
             DialState::NotStarted => self.dial(cx),
             DialState::Exhausted => Err(End::Unreachable),
             _ => Ok(()),
+        }
+    }
+
+    /// The hello is not decided by the bytes that came with the connection: dial the front now,
+    /// so that a prober who stops here meets the front's own timeouts from (nearly) its accept.
+    /// A hello that was whole on arrival never costs a connection to the front.
+    fn dial_front_early<N: Net<Stream = S>>(&mut self, cx: &mut Cx<'_, N>) {
+        if matches!(
+            self.phase,
+            Phase::AwaitHello {
+                front: Dial {
+                    state: DialState::NotStarted,
+                    ..
+                },
+                ..
+            }
+        ) {
+            // With no front address yet the hello can still pass; fronting dials again later.
+            let _ = self.dial(cx);
         }
     }
 

@@ -105,7 +105,8 @@ impl<N: Net> Driver<N> {
         };
         match result {
             Ok(()) => {
-                self.sync_timer(slot);
+                // A hello that came with the connection is decided at once.
+                self.run(slot);
                 Ok(())
             }
             Err(end) => {

@@ -215,7 +215,8 @@ impl EventLoop {
             };
             match listener.socket.accept() {
                 Ok((stream, peer)) => {
-                    if let Some(front) = self.driver.shared().own_dials.arrived(peer) {
+                    let port = stream.local_addr().map_or(0, |a| a.port());
+                    if let Some(front) = self.driver.shared().own_dials.arrived(peer, port) {
                         // Our own dial to the front came back to us: refuse to loop.
                         self.driver.shared().mark_front_self(front);
                         let _ = super::sys::set_linger_zero(&stream);

@@ -51,16 +51,27 @@ impl OwnDials {
         });
     }
 
-    /// If a connection from `peer` is one of our dials, marks it and returns where it went.
-    pub fn arrived(&self, peer: SocketAddr) -> Option<SocketAddr> {
+    /// If a connection from `peer` that arrived at our port `port` is one of our open dials
+    /// (same source, and dialled to that port), marks it and returns where it went.
+    pub fn arrived(&self, peer: SocketAddr, port: u16) -> Option<SocketAddr> {
         self.with(|table| {
             let entry = table[usize::from(peer.port()) % ENTRIES].as_mut()?;
-            if entry.local != peer {
+            if entry.local != peer || entry.target.port() != port {
                 return None;
             }
             entry.looped = true;
             Some(entry.target)
         })
+    }
+
+    /// The dial from `local` is closed: its source address may now be any client's.
+    pub fn forget(&self, local: SocketAddr) {
+        self.with(|table| {
+            let slot = &mut table[usize::from(local.port()) % ENTRIES];
+            if slot.is_some_and(|entry| entry.local == local) {
+                *slot = None;
+            }
+        });
     }
 
     /// True if the dial from `local` came back to us.
@@ -84,8 +95,15 @@ mod tests {
         dials.note(local, front);
         assert!(!dials.looped(local));
         let stranger: SocketAddr = "198.51.100.1:40001".parse().expect("address");
-        assert_eq!(dials.arrived(stranger), None);
-        assert_eq!(dials.arrived(local), Some(front));
+        assert_eq!(dials.arrived(stranger, 443), None);
+        assert_eq!(dials.arrived(local, 8443), None, "a client on another port");
+        assert_eq!(dials.arrived(local, 443), Some(front));
         assert!(dials.looped(local));
+        dials.forget(local);
+        assert_eq!(
+            dials.arrived(local, 443),
+            None,
+            "closed dials are forgotten"
+        );
     }
 }

@@ -116,6 +116,9 @@ impl Net for MioNet {
 
     fn close(&mut self, mut stream: TcpStream, style: CloseStyle) {
         let _ = self.registry.deregister(&mut stream);
+        if let Ok(local) = stream.local_addr() {
+            self.shared.own_dials.forget(local);
+        }
         if style == CloseStyle::Reset {
             let _ = sys::set_linger_zero(&stream);
         }

@@ -326,7 +326,12 @@ impl Setup {
             "--max-connections",
             &max_connections.to_string(),
             "--buffers",
-            "512",
+            "192",
+            // The bench's front answers nothing, so there is nothing to learn from it.
+            "--no-front-probe",
+            // Every bench connection comes from 127.0.0.1.
+            "--max-connections-per-ip",
+            "0",
             "--threads",
             &self.threads.to_string(),
             "--idle-timeout",
@@ -453,12 +458,14 @@ fn run(options: &Options) -> Result<String, String> {
         .map_or_else(|e| format!("unknown ({e})"), |n| format!("{n} B"));
     let (relay, relay_address) = start_relay("none")?;
     let (relay_crypto, relay_crypto_address) = start_relay("two-passes")?;
-    let front = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let front_listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let front_address = front_listener.local_addr().map_err(|e| e.to_string())?;
+    let front = FrontCounter::start(front_listener);
     let setup = Setup {
         feint_path: options.feint.clone(),
         key16: random_array(),
         dc_obfs2,
-        front: front.local_addr().map_err(|e| e.to_string())?,
+        front: front_address,
         threads: options.threads,
     };
     let mut feint = match setup.start_feint(1024) {
@@ -914,7 +921,7 @@ fn run(options: &Options) -> Result<String, String> {
             }
         }
     }
-    let fronted = count_fronted(front);
+    let fronted = front.stop();
 
     let mut out = format!(
         "feint benchmark, {} on {cpu} ({cores} cores), Linux {kernel}\n\n    {}\n\n",
@@ -963,7 +970,7 @@ fn run(options: &Options) -> Result<String, String> {
     let mut notes = vec![
         "Loopback only; the load client, the fake DC and the relay or feint share the machine.".to_string(),
         segments,
-        format!("feint: --threads {t} --buffers 512. Relay: mio, {t} loops with SO_REUSEPORT (as feint), a 64 KiB buffer per direction (up to 64 KiB per read and per write), no crypto; the client speaks raw bytes to it and to the DC. \"relay + 2 AES passes\" is the same relay running two AES-256-CTR passes over every byte (same keystream twice, so bytes pass unchanged): the best a proxy of this shape can do with obfs2's decrypt + re-encrypt."),
+        format!("feint: --threads {t} --buffers 192 --max-connections-per-ip 0. Relay: mio, {t} loops with SO_REUSEPORT (as feint), a 64 KiB buffer per direction (up to 64 KiB per read and per write), no crypto; the client speaks raw bytes to it and to the DC. \"relay + 2 AES passes\" is the same relay running two AES-256-CTR passes over every byte (same keystream twice, so bytes pass unchanged): the best a proxy of this shape can do with obfs2's decrypt + re-encrypt."),
         "Client records carry 2878 B of payload, as Telegram clients send. Bulk bytes are filler the endpoints do not decipher (the proxy does); echoed, ACK and handshake bytes are checked through the real ciphers.".to_string(),
         format!("Throughput: {} per cell, split over the connections (\"both\": that much each way); best of {ROUNDS} interleaved runs per subject.", bytes(options.cell_bytes as f64)),
         format!("CPU s per GB of payload over all runs of a cell: the proxy's (utime + stime from /proc/PID/stat) / the whole path's (proxy + fake DC from /proc/PID/stat + load client from getrusage). The bar compares feint's with the plain relay's plus two AES passes with long-lived ciphers ({aes_floor:.2} s per GB, from the AES row)."),
@@ -1052,12 +1059,51 @@ fn median(values: &mut [Duration]) -> Duration {
         .unwrap_or(Duration::ZERO)
 }
 
-/// Connections that reached the front: each is a handshake feint rejected.
-fn count_fronted(front: TcpListener) -> usize {
-    if front.set_nonblocking(true).is_err() {
-        return 0;
+/// The front of the bench: it accepts at once, as a real site does (feint dials the front for
+/// every connection it accepts and closes that dial unused when the hello verifies), and
+/// counts the connections that carried bytes: each is a handshake feint rejected.
+struct FrontCounter {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<usize>,
+}
+
+impl FrontCounter {
+    fn start(listener: TcpListener) -> FrontCounter {
+        use std::io::Read;
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let _ = listener.set_nonblocking(true);
+            let mut open: Vec<std::net::TcpStream> = Vec::new();
+            let mut fronted = 0;
+            let mut buf = [0u8; 1024];
+            while !flag.load(Ordering::Relaxed) {
+                while let Ok((stream, _)) = listener.accept() {
+                    if stream.set_nonblocking(true).is_ok() && open.len() < 50_000 {
+                        open.push(stream);
+                    }
+                }
+                open.retain_mut(|stream| match stream.read(&mut buf) {
+                    Ok(0) => false,
+                    Ok(_) => {
+                        fronted += 1;
+                        false
+                    }
+                    Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+                });
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            fronted
+        });
+        FrontCounter { stop, thread }
     }
-    (0..100_000).take_while(|_| front.accept().is_ok()).count()
+
+    /// Stops and says how many connections were fronted.
+    fn stop(self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap_or(0)
+    }
 }
 
 /// `load ADDR [SECRET] DIRECTION CONNECTIONS MIB`: one throughput run, for a profiler.
