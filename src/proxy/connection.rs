@@ -35,6 +35,9 @@ use crate::settings::{ClientProxyHeader, FrontProxyHeader};
 
 /// Steps (one read or one write each) a connection may take per run before others get a turn.
 const STEP_BUDGET: usize = 64;
+/// A front that closes an undecided connection sooner than this after its accept is dialled
+/// again instead of mirrored: no site times out a silent client that fast.
+const MIRROR_AFTER_TICKS: u64 = 10;
 /// Reads of the client's queued bytes before a close that mirrors the front's.
 const MAX_DRAIN_READS: usize = 4;
 
@@ -386,12 +389,21 @@ impl<S> Connection<S> {
             return Ok(Step::Idle);
         }
         let mut probe = [0; 1];
+        let early = match self.phase {
+            Phase::AwaitHello { deadline, .. } => {
+                cx.env.now.tick + cx.env.handshake_ticks < deadline + MIRROR_AFTER_TICKS
+            }
+            _ => false,
+        };
         match pipe::read(&mut self.upstream, cx.net, &mut probe, Take::Peek) {
             Ok(Read::Idle) => Ok(Step::Idle),
             Ok(Read::Bytes(_)) => self
                 .front(FrontReason::Hello(Rejection::Timeout), cx)
                 .map(|()| Step::Progress),
-            Ok(Read::Closed) | Err(_) if self.front_was_us(cx) => {
+            // A front that drops us at once is overloaded or refusing, not timing out a silent
+            // client, and the client may be a genuine one whose hello is on its way: dial again
+            // (the next address) instead of passing that on.
+            Ok(Read::Closed) | Err(_) if early || self.front_was_us(cx) => {
                 self.redial(cx).map(|()| Step::Progress)
             }
             Ok(Read::Closed) => {
