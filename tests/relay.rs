@@ -464,9 +464,9 @@ fn idle_timeout_spares_a_relay_with_traffic() {
 }
 
 /// The DC's answers of 1, 4 and 12 bytes, coming apart, do not leave as records that small: a
-/// TLS 1.3 record carries at least 17 bytes (content type and tag). Small reads wait up to one
-/// 100 to 200 ms for what follows and go out together. (What is still under 17 bytes
-/// when the tick ends goes as it is; README says so.)
+/// TLS 1.3 record carries at least 17 bytes (content type and tag). Small reads wait 10 ms for
+/// what follows and go out together. (What is still under 17 bytes then goes as it is; README
+/// says so.)
 #[test]
 fn small_dc_answers_are_joined_into_records_a_tls_server_would_send() {
     let s = setup(IpAddr::V4(Ipv4Addr::LOCALHOST), &[]);
@@ -478,7 +478,7 @@ fn small_dc_answers_are_joined_into_records_a_tls_server_would_send() {
         let piece = vec![round as u8; size];
         writer.send(&piece).unwrap();
         sent.extend_from_slice(&piece);
-        thread::sleep(Duration::from_millis(5));
+        thread::sleep(Duration::from_millis(1));
     }
     let back = reader.recv_exact(sent.len()).unwrap();
     assert_eq!(back, sent, "the echo arrives whole and in order");
@@ -493,7 +493,7 @@ fn small_dc_answers_are_joined_into_records_a_tls_server_would_send() {
         let piece = vec![0xa5; size];
         writer.send(&piece).unwrap();
         alone.extend_from_slice(&piece);
-        thread::sleep(Duration::from_millis(5));
+        thread::sleep(Duration::from_millis(1));
     }
     let records_before = reader.record_lengths.len();
     assert_eq!(reader.recv_exact(alone.len()).unwrap(), alone);

@@ -38,6 +38,9 @@ const STEP_BUDGET: usize = 64;
 /// A front that closes an undecided connection sooner than this after its accept is dialled
 /// again instead of mirrored: no site times out a silent client that fast.
 const MIRROR_AFTER_TICKS: u64 = 10;
+/// How long DC bytes too few for a TLS record wait for more: the rest of a DC packet split
+/// over TCP segments comes within this on any sane path.
+const SMALL_RECORD_WAIT_MICROS: u64 = 10_000;
 /// Reads of the client's queued bytes before a close that mirrors the front's.
 const MAX_DRAIN_READS: usize = 4;
 
@@ -45,7 +48,7 @@ pub struct Relay {
     pub dc: i16,
     pub dial: Dial,
     pub idle_deadline: u64,
-    /// When the DC's held small bytes go out as they are, if nothing joins them (0: none held).
+    /// When the DC's held small bytes go out as they are (`Clock::micros`; 0: none held).
     pub flush_at: u64,
     pub deframer: Deframer,
     pub client_decrypt: CtrState,
@@ -200,13 +203,7 @@ impl<S> Connection<S> {
                 Some(front.deadline().map_or(*deadline, |d| d.min(*deadline)))
             }
             Phase::AwaitObfs2 { deadline, .. } => Some(*deadline),
-            Phase::Relay(relay) => {
-                let deadline = relay.dial.deadline().unwrap_or(relay.idle_deadline);
-                match relay.flush_at {
-                    0 => Some(deadline),
-                    flush_at => Some(deadline.min(flush_at)),
-                }
-            }
+            Phase::Relay(relay) => relay.dial.deadline().or(Some(relay.idle_deadline)),
             // A fronted connection lives as long as the front keeps it.
             Phase::Fronting(fronting) => fronting.dial.deadline(),
         }
@@ -268,6 +265,8 @@ impl<S> Connection<S> {
             };
             match step {
                 Step::Progress => continue,
+                // Small DC bytes wait for company on the hold queue, not on the coarse wheel.
+                Step::Idle if self.down.held > 0 => return Ok(Wait::Hold),
                 Step::Idle => return Ok(Wait::Idle),
                 Step::NeedBuffer => return Ok(Wait::Buffer),
                 Step::Hold => return Ok(Wait::Hold),
@@ -288,11 +287,6 @@ impl<S> Connection<S> {
                 self.front(FrontReason::Hello(Rejection::Timeout), cx)
             }
             Phase::AwaitObfs2 { deadline, .. } if *deadline <= now => Err(End::HandshakeTimeout),
-            Phase::Relay(relay) if relay.flush_at != 0 && relay.flush_at <= now => {
-                relay.flush_at = 0;
-                pipe::frame_held(&mut self.down, cx.pool);
-                Ok(())
-            }
             Phase::Relay(relay) if relay.dial.connected() && relay.idle_deadline <= now => {
                 Err(End::IdleTimeout)
             }
@@ -438,10 +432,11 @@ impl<S> Connection<S> {
         }
     }
 
-    /// When a held reply may go out.
+    /// When held bytes may go out: our reply, or small DC bytes that waited for more.
     pub fn reply_due(&self) -> Option<u64> {
         match &self.phase {
             Phase::AwaitObfs2 { reply_at, .. } => Some(*reply_at),
+            Phase::Relay(relay) if self.down.held > 0 => Some(relay.flush_at),
             _ => None,
         }
     }
@@ -463,6 +458,9 @@ impl<S> Connection<S> {
         let (up_before, down_before) = (self.up.bytes, self.down.bytes);
         let (up, down, directions) = match &mut self.phase {
             Phase::Relay(relay) if relay.dial.connected() => {
+                if self.down.held > 0 && cx.env.now.micros >= relay.flush_at {
+                    pipe::frame_held(&mut self.down, cx.pool);
+                }
                 let up = pipe::relay(
                     &mut self.up,
                     &mut self.client,
@@ -489,10 +487,10 @@ impl<S> Connection<S> {
                 if matches!(up, Step::Progress) || matches!(down, Step::Progress) {
                     relay.idle_deadline = cx.env.now.tick + cx.env.idle_ticks;
                 }
-                // Small DC bytes wait 100 to 200 ms (two tick boundaries) for more to join them.
+                // Small DC bytes wait a few milliseconds for more to join them.
                 relay.flush_at = match (self.down.held, relay.flush_at) {
                     (0, _) => 0,
-                    (_, 0) => cx.env.now.tick + 2,
+                    (_, 0) => cx.env.now.micros + SMALL_RECORD_WAIT_MICROS,
                     (_, flush_at) => flush_at,
                 };
                 (up, down, (Direction::ClientToDc, Direction::DcToClient))

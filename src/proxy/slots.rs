@@ -17,8 +17,8 @@ pub enum Queue {
     Ready,
     /// It needs a pool buffer and the pool is empty.
     Buffer,
-    /// Its reply waits for its time. Every hold is as long as the others, so this queue is in
-    /// the order the holds end.
+    /// Its reply, or small DC bytes, wait for their time. Holds of a kind are all as long, so
+    /// this queue is nearly in the order the holds end; the loop wakes for its head.
     Hold,
 }
 
