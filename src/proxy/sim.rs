@@ -1032,3 +1032,46 @@ fn a_read_just_past_a_full_record_makes_no_tiny_record() {
         );
     }
 }
+
+/// With the front's profile learned, a verified hello's reply waits for the front's own time
+/// to answer (here 0.3 s), on the hold queue, and then goes out whole.
+#[test]
+fn the_reply_waits_for_the_fronts_time_to_answer() {
+    use crate::proto::front_flight;
+    use crate::proto::testdata::NGINX_FLIGHT;
+    let mut world = World::new(1);
+    let mut profile = front_flight::parse_flight(NGINX_FLIGHT).expect("nginx's flight parses");
+    profile.first_byte = std::time::Duration::from_millis(300);
+    world.driver.shared().set_front_profile(Some(profile));
+    world.clients.clear();
+    let (script, role) = genuine(0);
+    let net = world.net();
+    net.sockets.push(Socket::new(None, Connect::Connected));
+    let socket = net.sockets.len() - 1;
+    net.sockets[socket].out_room = 1 << 20;
+    net.sockets[socket]
+        .inbound
+        .extend(&script[..TDLIB_HELLO_LEN]);
+    let _ = role;
+    let peer = "198.51.100.1:50000".parse().ok();
+    assert!(world.driver.admit(1, SimStream(socket), peer).is_ok());
+    world.settle();
+    assert!(
+        world.driver.net.sockets[socket].outbound.is_empty(),
+        "the reply left before the front would have answered"
+    );
+    // Two ticks (0.2 s): still held. Four (0.4 s): out, as one flight.
+    for (ticks, sent) in [(2, false), (2, true)] {
+        world.tick += ticks;
+        world.set_clock();
+        world.driver.on_tick();
+        world.driver.run_queues();
+        world.settle();
+        let out = world.driver.net.sockets[socket].outbound.len();
+        assert_eq!(out > 0, sent, "after {} ticks: {out} bytes", world.tick);
+    }
+    assert!(
+        world.driver.net.sockets[socket].inbound.is_empty(),
+        "the hello was taken"
+    );
+}
