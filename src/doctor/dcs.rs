@@ -7,35 +7,19 @@ use std::time::{Duration, Instant};
 
 use super::exchange::TIMEOUT;
 use super::{human, Finding};
-use crate::proto::dc;
-use crate::settings::{Config, PreferIp};
+use crate::proxy::dc_address;
+use crate::settings::Config;
 
 /// Slower than this to connect, a DC slows every client's first message.
 const SLOW: Duration = Duration::from_secs(1);
 
 /// The addresses feint dials for DC `id`, in the order it tries them: the `--dc` route alone,
-/// or the production table ordered by `--prefer-ip` (as the proxy's `Shared::dc_address`).
+/// or the production table ordered by `--prefer-ip`. The proxy's own function decides, so the
+/// two cannot drift.
 pub fn addresses(config: &Config, id: i16) -> Vec<SocketAddr> {
-    if let Some(&(_, address)) = config.dc_overrides.iter().find(|(dc, _)| *dc == id) {
-        return vec![address];
-    }
-    let Some(table) = dc::addresses(id) else {
-        return Vec::new();
-    };
-    let v4 = table
-        .v4
-        .iter()
-        .map(|ip| SocketAddr::new((*ip).into(), dc::DC_PORT));
-    let v6 = table
-        .v6
-        .iter()
-        .map(|ip| SocketAddr::new((*ip).into(), dc::DC_PORT));
-    match config.prefer_ip {
-        PreferIp::PreferIpv4 => v4.chain(v6).collect(),
-        PreferIp::PreferIpv6 => v6.chain(v4).collect(),
-        PreferIp::OnlyIpv4 => v4.collect(),
-        PreferIp::OnlyIpv6 => v6.collect(),
-    }
+    (0..)
+        .map_while(|attempt| dc_address(&config.dc_overrides, config.prefer_ip, id, attempt))
+        .collect()
 }
 
 /// One line per DC.

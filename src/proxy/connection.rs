@@ -528,9 +528,14 @@ impl<S> Connection<S> {
             }
             _ => return Ok(Step::Idle),
         };
-        let counters = cx.env.counters();
-        counters.bytes(directions.0, (self.up.bytes - up_before) as usize);
-        counters.bytes(directions.1, (self.down.bytes - down_before) as usize);
+        // Only steps that wrote touch the shared counters' cache line.
+        let (up_moved, down_moved) = (self.up.bytes - up_before, self.down.bytes - down_before);
+        if up_moved > 0 {
+            cx.env.counters().bytes(directions.0, up_moved as usize);
+        }
+        if down_moved > 0 {
+            cx.env.counters().bytes(directions.1, down_moved as usize);
+        }
         if self.up.finished() && self.down.finished() {
             return Err(End::Done);
         }

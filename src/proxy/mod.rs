@@ -40,6 +40,7 @@ use shared::{FrontAddresses, Shared, MAX_FRONT_ADDRESSES};
 pub use access_list::{AccessLists, ListError};
 pub use buffer::BUF_LEN;
 pub use front_probe::{probe as probe_front, ProbeError};
+pub use shared::dc_address;
 pub use sys::{check_address_free, open_file_limit};
 
 /// How often the front's host name is resolved again (and its first flight probed), and how

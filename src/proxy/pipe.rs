@@ -357,6 +357,10 @@ pub fn relay<N: Net>(
                 left -= *len;
                 count += 1;
             }
+            if count == 0 {
+                // A read of zero bytes is a FIN and never gets here.
+                return Err(End::Internal);
+            }
             for (slot, &len) in lens[..count].iter().enumerate() {
                 let data = slot * SLOT_LEN + HEADER_LEN;
                 cipher::apply_two(decrypt, encrypt, &mut buf[data..data + len]);

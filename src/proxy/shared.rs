@@ -211,29 +211,39 @@ impl Shared {
     /// The `attempt`-th address to dial for DC `dc`, in the order --prefer-ip asks for: a --dc
     /// route if one matches |dc|, else the production table. None when there is no such address.
     pub fn dc_address(&self, dc: i16, attempt: usize) -> Option<SocketAddr> {
-        let id = dc.unsigned_abs();
-        if let Some((_, address)) = self
-            .dc_overrides
-            .iter()
-            .find(|(route, _)| route.unsigned_abs() == id)
-        {
-            return (attempt == 0).then_some(*address);
-        }
-        let table = dc::addresses(dc)?;
-        let v4 = table
-            .v4
-            .iter()
-            .map(|ip| SocketAddr::new((*ip).into(), dc::DC_PORT));
-        let v6 = table
-            .v6
-            .iter()
-            .map(|ip| SocketAddr::new((*ip).into(), dc::DC_PORT));
-        match self.prefer_ip {
-            PreferIp::PreferIpv4 => v4.chain(v6).nth(attempt),
-            PreferIp::PreferIpv6 => v6.chain(v4).nth(attempt),
-            PreferIp::OnlyIpv4 => v4.clone().nth(attempt),
-            PreferIp::OnlyIpv6 => v6.clone().nth(attempt),
-        }
+        dc_address(&self.dc_overrides, self.prefer_ip, dc, attempt)
+    }
+}
+
+/// The `attempt`-th address to dial for DC `dc` under these settings (see `Shared::dc_address`);
+/// `feint doctor` checks the same addresses in the same order.
+pub fn dc_address(
+    overrides: &[(i16, SocketAddr)],
+    prefer_ip: PreferIp,
+    dc: i16,
+    attempt: usize,
+) -> Option<SocketAddr> {
+    let id = dc.unsigned_abs();
+    if let Some((_, address)) = overrides
+        .iter()
+        .find(|(route, _)| route.unsigned_abs() == id)
+    {
+        return (attempt == 0).then_some(*address);
+    }
+    let table = dc::addresses(dc)?;
+    let v4 = table
+        .v4
+        .iter()
+        .map(|ip| SocketAddr::new((*ip).into(), dc::DC_PORT));
+    let v6 = table
+        .v6
+        .iter()
+        .map(|ip| SocketAddr::new((*ip).into(), dc::DC_PORT));
+    match prefer_ip {
+        PreferIp::PreferIpv4 => v4.chain(v6).nth(attempt),
+        PreferIp::PreferIpv6 => v6.chain(v4).nth(attempt),
+        PreferIp::OnlyIpv4 => v4.clone().nth(attempt),
+        PreferIp::OnlyIpv6 => v6.clone().nth(attempt),
     }
 }
 
