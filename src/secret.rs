@@ -203,7 +203,7 @@ fn hex_decode(text: &str) -> Option<Vec<u8>> {
         }
     }
     let text = text.as_bytes();
-    if text.is_empty() || text.len() % 2 != 0 {
+    if text.is_empty() || !text.len().is_multiple_of(2) {
         return None;
     }
     text.chunks_exact(2)
@@ -235,7 +235,7 @@ fn base64url_encode(bytes: &[u8]) -> String {
 fn base64_decode(text: &str) -> Option<Vec<u8>> {
     let body = text.trim_end_matches('=');
     let padding = text.len() - body.len();
-    if padding > 2 || (padding > 0 && text.len() % 4 != 0) {
+    if padding > 2 || (padding > 0 && !text.len().is_multiple_of(4)) {
         return None;
     }
     let url = body.contains(['-', '_']);

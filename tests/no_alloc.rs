@@ -82,7 +82,7 @@ fn hello(now: u32) -> Vec<u8> {
     let padding = 517 - 9 - body.len() - 2 - extensions.len() - 4;
     extensions.extend_from_slice(&[0x00, 0x15]);
     extensions.extend_from_slice(&(padding as u16).to_be_bytes());
-    extensions.extend(std::iter::repeat(0).take(padding));
+    extensions.extend(std::iter::repeat_n(0, padding));
     body.extend_from_slice(&(extensions.len() as u16).to_be_bytes());
     body.extend_from_slice(&extensions);
     let mut record = vec![0x16, 0x03, 0x01];

@@ -176,7 +176,7 @@ fn merge<T: Ord + Copy + Successor>(mut ranges: Vec<(T, T)>) -> Vec<(T, T)> {
     let mut merged: Vec<(T, T)> = Vec::with_capacity(ranges.len());
     for (start, end) in ranges {
         match merged.last_mut() {
-            Some(last) if last.1.successor().map_or(true, |next| start <= next) => {
+            Some(last) if last.1.successor().is_none_or(|next| start <= next) => {
                 last.1 = last.1.max(end);
             }
             _ => merged.push((start, end)),

@@ -155,7 +155,7 @@ impl<S> Connection<S> {
     ) -> Option<Result<(), End>> {
         let now = cx.env.now.tick;
         let (dial, _) = self.dial_mut()?;
-        if !dial.deadline().is_some_and(|deadline| deadline <= now) {
+        if dial.deadline().is_none_or(|deadline| deadline > now) {
             return None;
         }
         self.count_dial(cx, DialResult::Timeout);

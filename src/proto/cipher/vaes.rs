@@ -1,0 +1,328 @@
+//! `apply_two` on x86-64 CPUs with VAES and AVX-512: both keystreams are made four AES blocks
+//! per instruction, counters built in registers, and XORed into the data in one pass. Chosen at
+//! run time; the portable path in `cipher.rs` is the reference the tests hold this one to.
+//! The only unsafe code outside `proxy/sys.rs`: SIMD intrinsics and their loads and stores.
+#![allow(unsafe_code)]
+
+use core::arch::x86_64::*;
+
+use super::CtrState;
+
+/// Data bytes per tile: 64 AES blocks of each keystream, in L1 beside the data.
+const TILE: usize = 1024;
+/// A tile's keystream blocks, plus the one a position inside a block reaches into.
+const TILE_BLOCKS: usize = TILE / 16 + 1;
+/// Room for the last group of four blocks to be written whole.
+const BUFFER_BLOCKS: usize = TILE_BLOCKS.next_multiple_of(4) + 4;
+
+/// Whether this CPU runs the code below (std caches the answer).
+pub fn available() -> bool {
+    is_x86_feature_detected!("aes")
+        && is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("vaes")
+}
+
+/// `cipher::apply_two` if this CPU has what it takes; false, touching nothing, if not.
+pub fn try_apply_two(first: &mut CtrState, second: &mut CtrState, data: &mut [u8]) -> bool {
+    if !available() {
+        return false;
+    }
+    // SAFETY: `available` confirmed every feature `apply_two` is compiled for.
+    unsafe { apply_two(first, second, data) };
+    true
+}
+
+/// XORs `first`'s and then `second`'s keystream into `data`; both positions advance.
+///
+/// # Safety
+/// The CPU must have AES-NI, AVX-512F, AVX-512BW and VAES (`available()`).
+#[target_feature(enable = "aes,avx512f,avx512bw,vaes")]
+unsafe fn apply_two(first: &mut CtrState, second: &mut CtrState, data: &mut [u8]) {
+    if data.is_empty() {
+        return;
+    }
+    let mut one = Stream::new(first);
+    let mut two = Stream::new(second);
+    let mut start = true;
+    let len = data.len();
+    let mut done = 0;
+    while done < len {
+        let step = (len - done).min(TILE);
+        one.fill(step, start);
+        two.fill(step, start);
+        start = false;
+        let tile = &mut data[done..done + step];
+        let (a, b) = (one.bytes(), two.bytes());
+        let whole = step / 64 * 64;
+        let mut at = 0;
+        while at < whole {
+            // SAFETY: at + 64 ≤ step ≤ TILE, and each keystream buffer holds its skip
+            // (< 16) plus BUFFER_BLOCKS * 16 - 16 ≥ TILE + 64 bytes.
+            let x = _mm512_loadu_si512(tile.as_ptr().add(at).cast());
+            let ka = _mm512_loadu_si512(a.as_ptr().add(at).cast());
+            let kb = _mm512_loadu_si512(b.as_ptr().add(at).cast());
+            let y = _mm512_ternarylogic_epi64::<0x96>(x, ka, kb);
+            _mm512_storeu_si512(tile.as_mut_ptr().add(at).cast(), y);
+            at += 64;
+        }
+        for i in whole..step {
+            tile[i] ^= a[i] ^ b[i];
+        }
+        done += step;
+    }
+    first.position = first.position.wrapping_add(len as u64);
+    second.position = second.position.wrapping_add(len as u64);
+}
+
+/// One keystream: broadcast round keys, its next block number and a buffer of blocks.
+struct Stream {
+    keys: [__m512i; 15],
+    iv: u128,
+    /// The block the next tile's keystream begins in.
+    block: u128,
+    /// Where in that block the position sits.
+    skip: usize,
+    blocks: [[u8; 16]; BUFFER_BLOCKS],
+}
+
+impl Stream {
+    #[target_feature(enable = "aes,avx512f,avx512bw,vaes")]
+    fn new(state: &CtrState) -> Stream {
+        let round = expand(&state.key);
+        let mut keys = [_mm512_setzero_si512(); 15];
+        for (wide, key) in keys.iter_mut().zip(round) {
+            *wide = _mm512_broadcast_i32x4(key);
+        }
+        Stream {
+            keys,
+            iv: u128::from_be_bytes(state.iv),
+            block: u128::from(state.position / 16),
+            skip: (state.position % 16) as usize,
+            blocks: [[0; 16]; BUFFER_BLOCKS],
+        }
+    }
+
+    /// The tile's keystream bytes, from the position on.
+    fn bytes(&self) -> &[u8] {
+        &self.blocks.as_flattened()[self.skip..]
+    }
+
+    /// Makes the keystream for the next `len` (≤ TILE) bytes. Every tile but the last is
+    /// TILE bytes long, so the next one starts TILE / 16 blocks on, at the same place in its
+    /// block; when that place is inside the block, the block was made last time and moves to
+    /// the front rather than being made again.
+    #[target_feature(enable = "aes,avx512f,avx512bw,vaes")]
+    fn fill(&mut self, len: usize, start: bool) {
+        let mut from = 0;
+        if !start {
+            self.block = self.block.wrapping_add((TILE / 16) as u128);
+            if self.skip != 0 {
+                self.blocks[0] = self.blocks[TILE_BLOCKS - 1];
+                from = 1;
+            }
+        }
+        let needed = (self.skip + len).div_ceil(16);
+        let first = self.iv.wrapping_add(self.block).wrapping_add(from as u128);
+        if needed > from {
+            encrypt_counters(&self.keys, first, &mut self.blocks[from..], needed - from);
+        }
+    }
+}
+
+/// Encrypts the counter blocks `first`, `first + 1`, … (128-bit big-endian) into `out`, at
+/// least `count` of them, in groups of four; `out` has room for `count` rounded up to four.
+#[target_feature(enable = "aes,avx512f,avx512bw,vaes")]
+fn encrypt_counters(keys: &[__m512i; 15], first: u128, out: &mut [[u8; 16]], count: usize) {
+    let groups = count.div_ceil(4);
+    debug_assert!(groups * 4 <= out.len());
+    // Each 128-bit lane holds the counter little-endian; this shuffle makes it big-endian.
+    let reverse = _mm512_broadcast_i32x4(_mm_set_epi8(
+        0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+    ));
+    let low = first as u64;
+    let high = (first >> 64) as u64;
+    // Counters whose low 64 bits do not wrap in this run are built by vector adds; the rare
+    // run that wraps is built one block at a time.
+    let wraps = low.checked_add(groups as u64 * 4).is_none();
+    let four = _mm512_set_epi64(0, 4, 0, 4, 0, 4, 0, 4);
+    let mut next = _mm512_set_epi64(
+        high as i64,
+        low.wrapping_add(3) as i64,
+        high as i64,
+        low.wrapping_add(2) as i64,
+        high as i64,
+        low.wrapping_add(1) as i64,
+        high as i64,
+        low as i64,
+    );
+    let mut group = 0;
+    while group < groups {
+        let batch = (groups - group).min(8);
+        let mut state = [_mm512_setzero_si512(); 8];
+        for (i, lane) in state.iter_mut().enumerate().take(batch) {
+            let counters = if wraps {
+                let mut bytes = [0u8; 64];
+                for (j, block) in bytes.chunks_exact_mut(16).enumerate() {
+                    let n = first.wrapping_add(((group + i) * 4 + j) as u128);
+                    block.copy_from_slice(&n.to_be_bytes());
+                }
+                // SAFETY: `bytes` is 64 bytes.
+                unsafe { _mm512_loadu_si512(bytes.as_ptr().cast()) }
+            } else {
+                let little = next;
+                next = _mm512_add_epi64(next, four);
+                _mm512_shuffle_epi8(little, reverse)
+            };
+            *lane = _mm512_xor_si512(counters, keys[0]);
+        }
+        for key in &keys[1..14] {
+            for lane in state.iter_mut().take(batch) {
+                *lane = _mm512_aesenc_epi128(*lane, *key);
+            }
+        }
+        for (i, lane) in state.iter().enumerate().take(batch) {
+            let block = _mm512_aesenclast_epi128(*lane, keys[14]);
+            let at = (group + i) * 4;
+            // SAFETY: at + 4 ≤ groups * 4 ≤ out.len() blocks of 16 bytes.
+            unsafe { _mm512_storeu_si512(out.as_mut_ptr().add(at).cast(), block) };
+        }
+        group += batch;
+    }
+}
+
+/// The AES-256 encryption key schedule (FIPS 197 §5.2) with AES-NI's key-generation assist.
+#[target_feature(enable = "aes")]
+fn expand(key: &[u8; 32]) -> [__m128i; 15] {
+    // SAFETY: both loads read 16 bytes inside the 32-byte key.
+    let (mut a, mut b) = unsafe {
+        (
+            _mm_loadu_si128(key.as_ptr().cast()),
+            _mm_loadu_si128(key.as_ptr().add(16).cast()),
+        )
+    };
+    let mut keys = [_mm_setzero_si128(); 15];
+    keys[0] = a;
+    keys[1] = b;
+    // Each step makes two round keys: the even one from the odd before it, with the round
+    // constant, and the odd one from that even one; the last step makes only round key 14.
+    macro_rules! even {
+        ($rcon:literal, $at:literal) => {
+            a = mix(
+                a,
+                _mm_shuffle_epi32::<0xff>(_mm_aeskeygenassist_si128::<$rcon>(b)),
+            );
+            keys[$at] = a;
+        };
+    }
+    macro_rules! odd {
+        ($at:literal) => {
+            b = mix(
+                b,
+                _mm_shuffle_epi32::<0xaa>(_mm_aeskeygenassist_si128::<0>(a)),
+            );
+            keys[$at] = b;
+        };
+    }
+    even!(0x01, 2);
+    odd!(3);
+    even!(0x02, 4);
+    odd!(5);
+    even!(0x04, 6);
+    odd!(7);
+    even!(0x08, 8);
+    odd!(9);
+    even!(0x10, 10);
+    odd!(11);
+    even!(0x20, 12);
+    odd!(13);
+    even!(0x40, 14);
+    keys
+}
+
+/// One key-schedule step: each word of `key` XORed with all the words before it, then `word`.
+#[target_feature(enable = "aes")]
+fn mix(key: __m128i, word: __m128i) -> __m128i {
+    let mut key = key;
+    key = _mm_xor_si128(key, _mm_slli_si128::<4>(key));
+    key = _mm_xor_si128(key, _mm_slli_si128::<8>(key));
+    _mm_xor_si128(key, word)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::cipher::apply_two_portable;
+
+    /// A small deterministic generator for keys, IVs, positions and lengths.
+    fn next(seed: &mut u64) -> u64 {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        *seed
+    }
+
+    fn state(seed: &mut u64, iv_low: Option<u64>) -> CtrState {
+        let mut key = [0u8; 32];
+        for chunk in key.chunks_exact_mut(8) {
+            chunk.copy_from_slice(&next(seed).to_le_bytes());
+        }
+        let mut iv = [0u8; 16];
+        iv[..8].copy_from_slice(&next(seed).to_le_bytes());
+        let low = iv_low.unwrap_or_else(|| next(seed));
+        iv[8..].copy_from_slice(&low.to_be_bytes());
+        let mut state = CtrState::new(key, iv);
+        state.position = next(seed) % 5000;
+        state
+    }
+
+    fn agrees(mut first: CtrState, mut second: CtrState, len: usize, seed: u64) {
+        let original: Vec<u8> = (0..len).map(|n| (n as u64 ^ seed) as u8).collect();
+        let (mut fast_first, mut fast_second) = (first.clone(), second.clone());
+        let mut expected = original.clone();
+        apply_two_portable(&mut first, &mut second, &mut expected);
+        let mut got = original;
+        assert!(try_apply_two(&mut fast_first, &mut fast_second, &mut got));
+        assert!(got == expected, "{len} bytes, seed {seed}");
+        assert_eq!(fast_first.position, first.position);
+        assert_eq!(fast_second.position, second.position);
+    }
+
+    #[test]
+    fn gives_the_portable_bytes_at_random_keys_positions_and_lengths() {
+        if !available() {
+            return;
+        }
+        let mut seed = 0x9e37_79b9_7f4a_7c15;
+        for round in 0..400 {
+            let len = match round % 4 {
+                0 => (next(&mut seed) % 80) as usize,
+                1 => (next(&mut seed) % 3000) as usize,
+                _ => (next(&mut seed) % 70_000) as usize,
+            };
+            let first = state(&mut seed, None);
+            let second = state(&mut seed, None);
+            agrees(first, second, len, seed);
+        }
+    }
+
+    #[test]
+    fn gives_the_portable_bytes_where_the_counter_carries_out_of_64_and_128_bits() {
+        if !available() {
+            return;
+        }
+        let mut seed = 7;
+        // The IV's low 64 bits just below the carry: counters cross it inside a tile, at a
+        // tile's edge, and (all ones) wrap all 128 bits.
+        for back in [1u64, 2, 3, 4, 5, 17, 63, 64, 65, 130] {
+            for len in [16, 100, 1024, 1040, 5000] {
+                let mut first = state(&mut seed, Some(u64::MAX - back));
+                let mut second = state(&mut seed, Some(u64::MAX - back / 2));
+                first.position %= 64;
+                second.position = 0;
+                second.iv[..8].fill(0xff);
+                agrees(first, second, len, seed);
+            }
+        }
+    }
+}
