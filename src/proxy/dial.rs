@@ -116,8 +116,12 @@ impl<S> Connection<S> {
                 self.count_dial(cx, DialResult::Unreachable);
                 return Err(End::Unreachable);
             };
-            let address = target.via(&shared).map_or(destination, |via| via.address);
-            match cx.net.dial(address, upstream_token) {
+            let via = target.via(&shared);
+            let address = via.map_or(destination, |via| via.address);
+            // Only a direct dial to the front can come back to us (a front name that resolves
+            // to this machine); the DCs are the operator's, and a proxy dial comes from it.
+            let watch = matches!(target, Target::Front) && via.is_none();
+            match cx.net.dial(address, upstream_token, watch) {
                 Some(stream) => {
                     dial.state = DialState::Connecting { deadline };
                     self.upstream.attach(stream);

@@ -215,8 +215,14 @@ impl EventLoop {
             };
             match listener.socket.accept() {
                 Ok((stream, peer)) => {
-                    let port = stream.local_addr().map_or(0, |a| a.port());
-                    if let Some(front) = self.driver.shared().own_dials.arrived(peer, port) {
+                    let own_dials = &self.driver.shared().own_dials;
+                    // Most of the time no front dial is open, and no local address is needed.
+                    let port = || stream.local_addr().map_or(0, |a| a.port());
+                    let came_back = match own_dials.is_empty() {
+                        true => None,
+                        false => own_dials.arrived(peer, port()),
+                    };
+                    if let Some(front) = came_back {
                         // Our own dial to the front came back to us: refuse to loop.
                         self.driver.shared().mark_front_self(front);
                         let _ = super::sys::set_linger_zero(&stream);

@@ -68,7 +68,9 @@ pub trait Net {
     /// Sends FIN after the bytes already written.
     fn shutdown_write(&mut self, stream: &mut Self::Stream);
     /// Starts a non-blocking connect, registered under `token`; None when it failed at once.
-    fn dial(&mut self, address: SocketAddr, token: Token) -> Option<Self::Stream>;
+    /// `watch`: a direct dial to the front, whose local address is remembered in case the
+    /// dial arrives back at one of our own listeners.
+    fn dial(&mut self, address: SocketAddr, token: Token, watch: bool) -> Option<Self::Stream>;
     fn connect_state(&mut self, stream: &mut Self::Stream) -> ConnectState;
     /// The client proved it holds the secret: from now on its socket is worth keeping alive.
     fn client_verified(&mut self, stream: &mut Self::Stream);

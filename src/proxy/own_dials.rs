@@ -4,6 +4,7 @@
 //! Fixed memory: one entry per local port modulo the table size; an old entry is overwritten.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 const ENTRIES: usize = 512;
@@ -18,6 +19,9 @@ struct Entry {
 
 pub struct OwnDials {
     table: Mutex<[Option<Entry>; ENTRIES]>,
+    /// Entries in the table, readable without the lock: while it is zero, accepting and
+    /// closing sockets need not look up their addresses.
+    live: AtomicUsize,
 }
 
 impl Default for OwnDials {
@@ -30,6 +34,7 @@ impl OwnDials {
     pub fn new() -> Self {
         OwnDials {
             table: Mutex::new([None; ENTRIES]),
+            live: AtomicUsize::new(0),
         }
     }
 
@@ -43,12 +48,21 @@ impl OwnDials {
     /// Remembers a dial from `local` to `target`.
     pub fn note(&self, local: SocketAddr, target: SocketAddr) {
         self.with(|table| {
-            table[usize::from(local.port()) % ENTRIES] = Some(Entry {
+            let slot = &mut table[usize::from(local.port()) % ENTRIES];
+            if slot.is_none() {
+                self.live.fetch_add(1, Ordering::SeqCst);
+            }
+            *slot = Some(Entry {
                 local,
                 target,
                 looped: false,
             });
         });
+    }
+
+    /// True while no dial is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.live.load(Ordering::SeqCst) == 0
     }
 
     /// If a connection from `peer` that arrived at our port `port` is one of our open dials
@@ -70,6 +84,7 @@ impl OwnDials {
             let slot = &mut table[usize::from(local.port()) % ENTRIES];
             if slot.is_some_and(|entry| entry.local == local) {
                 *slot = None;
+                self.live.fetch_sub(1, Ordering::SeqCst);
             }
         });
     }
@@ -105,5 +120,26 @@ mod tests {
             None,
             "closed dials are forgotten"
         );
+    }
+
+    #[test]
+    fn is_empty_counts_entries_not_dials() {
+        let dials = OwnDials::new();
+        assert!(dials.is_empty());
+        let front: SocketAddr = "203.0.113.7:443".parse().expect("address");
+        let one: SocketAddr = "10.0.0.5:40001".parse().expect("address");
+        // Same slot (port modulo the table size): the second dial overwrites the first.
+        let other_port = 40001 + ENTRIES as u16;
+        let two: SocketAddr = format!("10.0.0.5:{other_port}").parse().expect("address");
+        dials.note(one, front);
+        dials.note(two, front);
+        assert!(!dials.is_empty());
+        dials.forget(one);
+        assert!(
+            !dials.is_empty(),
+            "the overwritten dial's close changes nothing"
+        );
+        dials.forget(two);
+        assert!(dials.is_empty());
     }
 }

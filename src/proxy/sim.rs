@@ -228,7 +228,7 @@ impl Net for SimNet {
         self.sockets[stream.0].feint_fin = true;
     }
 
-    fn dial(&mut self, address: SocketAddr, token: Token) -> Option<SimStream> {
+    fn dial(&mut self, address: SocketAddr, token: Token, _watch: bool) -> Option<SimStream> {
         if self.rng.below(100) < self.dial_faults / 2 {
             return None;
         }

@@ -68,15 +68,17 @@ impl Net for MioNet {
         let _ = stream.shutdown(Shutdown::Write);
     }
 
-    fn dial(&mut self, address: SocketAddr, token: Token) -> Option<TcpStream> {
+    fn dial(&mut self, address: SocketAddr, token: Token, watch: bool) -> Option<TcpStream> {
         let mut stream = TcpStream::connect(address).ok()?;
         if !self.register(&mut stream, token) {
             return None;
         }
         // Remembered so that, if this connection comes back to one of our own listeners, the
         // loop recognises itself (a front name that resolves to this machine behind 1:1 NAT).
-        if let Ok(local) = stream.local_addr() {
-            self.shared.own_dials.note(local, address);
+        if watch {
+            if let Ok(local) = stream.local_addr() {
+                self.shared.own_dials.note(local, address);
+            }
         }
         Some(stream)
     }
@@ -114,10 +116,14 @@ impl Net for MioNet {
             .is_ok_and(|local| self.shared.own_dials.looped(local))
     }
 
-    fn close(&mut self, mut stream: TcpStream, style: CloseStyle) {
-        let _ = self.registry.deregister(&mut stream);
-        if let Ok(local) = stream.local_addr() {
-            self.shared.own_dials.forget(local);
+    /// Closing the descriptor also takes it out of epoll (feint never duplicates one), so
+    /// there is no deregister call; and only while a front dial is remembered is there a
+    /// local address to look up.
+    fn close(&mut self, stream: TcpStream, style: CloseStyle) {
+        if !self.shared.own_dials.is_empty() {
+            if let Ok(local) = stream.local_addr() {
+                self.shared.own_dials.forget(local);
+            }
         }
         if style == CloseStyle::Reset {
             let _ = sys::set_linger_zero(&stream);
