@@ -58,6 +58,28 @@ pub fn apply_two(first: &mut CtrState, second: &mut CtrState, data: &mut [u8]) {
     apply_two_portable(first, second, data);
 }
 
+/// `apply_two` on `buf[from..from + len]`, with the result put at `buf[to..to + len]`: the
+/// payload of a record moves down over its header in the same pass. Needs `to ≤ from` and
+/// `from + len ≤ buf.len()`; does nothing otherwise (the deframer never asks for that).
+pub fn apply_two_moving(
+    first: &mut CtrState,
+    second: &mut CtrState,
+    buf: &mut [u8],
+    from: usize,
+    to: usize,
+    len: usize,
+) {
+    if to > from || from.checked_add(len).is_none_or(|end| end > buf.len()) {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if vaes::try_apply_two_moving(first, second, buf, from, to, len) {
+        return;
+    }
+    buf.copy_within(from..from + len, to);
+    apply_two_portable(first, second, &mut buf[to..to + len]);
+}
+
 /// `apply_two` with the aes crate's blocks: any CPU, and the reference for the VAES path.
 pub fn apply_two_portable(first: &mut CtrState, second: &mut CtrState, data: &mut [u8]) {
     let mut one = Keystream::new(first);

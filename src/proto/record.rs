@@ -92,10 +92,24 @@ impl Deframer {
     /// front of `buf` in order and returns how many there are. Partial headers and CCS bodies
     /// are remembered for the next call. After an error every later call fails the same way.
     pub fn deframe(&mut self, buf: &mut [u8]) -> Result<usize, RecordError> {
+        self.deframe_with(buf, |buf, from, to, len| {
+            buf.copy_within(from..from + len, to)
+        })
+    }
+
+    /// `deframe`, with the moving done by `take(buf, from, to, len)`, which must leave at
+    /// `buf[to..to + len]` what is to be kept of `buf[from..from + len]`. The deframer calls
+    /// it with `to ≤ from` and `from + len ≤ buf.len()`, for each run of payload in order, so
+    /// a relay can decrypt, re-encrypt and move the payload in one pass.
+    pub fn deframe_with(
+        &mut self,
+        buf: &mut [u8],
+        take: impl FnMut(&mut [u8], usize, usize, usize),
+    ) -> Result<usize, RecordError> {
         if let Phase::Failed(error) = self.phase {
             return Err(error);
         }
-        match self.deframe_unchecked(buf) {
+        match self.deframe_unchecked(buf, take) {
             Ok(len) => Ok(len),
             Err(error) => {
                 self.phase = Phase::Failed(error);
@@ -104,7 +118,11 @@ impl Deframer {
         }
     }
 
-    fn deframe_unchecked(&mut self, buf: &mut [u8]) -> Result<usize, RecordError> {
+    fn deframe_unchecked(
+        &mut self,
+        buf: &mut [u8],
+        mut take: impl FnMut(&mut [u8], usize, usize, usize),
+    ) -> Result<usize, RecordError> {
         // Payload goes to buf[..written]; `read` never falls behind `written`, so moving bytes
         // down never overwrites bytes not yet read.
         let mut read = 0;
@@ -116,16 +134,16 @@ impl Deframer {
                 self.push_header_byte(byte)?;
                 continue;
             }
-            let take = usize::from(self.body_left).min(buf.len() - read);
+            let run = usize::from(self.body_left).min(buf.len() - read);
             if self.body_type == APPLICATION_DATA {
-                buf.copy_within(read..read + take, written);
-                written += take;
+                take(buf, read, written, run);
+                written += run;
             } else if buf.get(read) != Some(&CHANGE_CIPHER_SPEC_BODY) {
                 return Err(RecordError::BadChangeCipherSpec);
             }
-            read += take;
-            // `take` is at most `body_left`, a u16.
-            self.body_left -= take as u16;
+            read += run;
+            // `run` is at most `body_left`, a u16.
+            self.body_left -= run as u16;
         }
         Ok(written)
     }

@@ -328,9 +328,13 @@ pub fn relay<N: Net>(
             decrypt,
             encrypt,
         } => {
-            let payload = deframer.deframe(&mut buf[..n]).map_err(End::BadRecord)?;
-            cipher::apply_two(decrypt, encrypt, &mut buf[..payload]);
-            payload
+            // The payload is decrypted, re-encrypted and moved over the record headers in
+            // one pass.
+            deframer
+                .deframe_with(&mut buf[..n], |buf, from, to, len| {
+                    cipher::apply_two_moving(decrypt, encrypt, buf, from, to, len)
+                })
+                .map_err(End::BadRecord)?
         }
         Transform::ToClient { decrypt, encrypt } if held > 0 => {
             let data = &mut buf[HEADER_LEN + held..HEADER_LEN + held + n];

@@ -25,49 +25,77 @@ pub fn available() -> bool {
 
 /// `cipher::apply_two` if this CPU has what it takes; false, touching nothing, if not.
 pub fn try_apply_two(first: &mut CtrState, second: &mut CtrState, data: &mut [u8]) -> bool {
-    if !available() {
+    try_apply_two_moving(first, second, data, 0, 0, data.len())
+}
+
+/// `cipher::apply_two_moving` if this CPU has what it takes; false, touching nothing, if not
+/// or if the ranges are not as that function requires.
+pub fn try_apply_two_moving(
+    first: &mut CtrState,
+    second: &mut CtrState,
+    buf: &mut [u8],
+    from: usize,
+    to: usize,
+    len: usize,
+) -> bool {
+    if !available() || to > from || from.checked_add(len).is_none_or(|end| end > buf.len()) {
         return false;
     }
-    // SAFETY: `available` confirmed every feature `apply_two` is compiled for.
-    unsafe { apply_two(first, second, data) };
+    // SAFETY: `available` confirmed every feature `apply_two` is compiled for, and the
+    // ranges were checked just now.
+    unsafe { apply_two(first, second, buf, from, to, len) };
     true
 }
 
-/// XORs `first`'s and then `second`'s keystream into `data`; both positions advance.
+/// XORs `first`'s and then `second`'s keystream into `buf[from..from + len]`, writing the
+/// result to `buf[to..to + len]`; both positions advance. Each 64-byte piece is loaded before
+/// it is stored, and `to ≤ from`, so a store never lands on source bytes not yet loaded.
 ///
 /// # Safety
-/// The CPU must have AES-NI, AVX-512F, AVX-512BW and VAES (`available()`).
+/// The CPU must have AES-NI, AVX-512F, AVX-512BW and VAES (`available()`), and
+/// `to ≤ from`, `from + len ≤ buf.len()`.
 #[target_feature(enable = "aes,avx512f,avx512bw,vaes")]
-unsafe fn apply_two(first: &mut CtrState, second: &mut CtrState, data: &mut [u8]) {
-    if data.is_empty() {
+unsafe fn apply_two(
+    first: &mut CtrState,
+    second: &mut CtrState,
+    buf: &mut [u8],
+    from: usize,
+    to: usize,
+    len: usize,
+) {
+    if len == 0 {
         return;
     }
     let mut one = Stream::new(first);
     let mut two = Stream::new(second);
     let mut start = true;
-    let len = data.len();
+    let base = buf.as_mut_ptr();
     let mut done = 0;
     while done < len {
         let step = (len - done).min(TILE);
         one.fill(step, start);
         two.fill(step, start);
         start = false;
-        let tile = &mut data[done..done + step];
+        let source = base.add(from + done);
+        let sink = base.add(to + done);
         let (a, b) = (one.bytes(), two.bytes());
         let whole = step / 64 * 64;
         let mut at = 0;
         while at < whole {
-            // SAFETY: at + 64 ≤ step ≤ TILE, and each keystream buffer holds its skip
-            // (< 16) plus BUFFER_BLOCKS * 16 - 16 ≥ TILE + 64 bytes.
-            let x = _mm512_loadu_si512(tile.as_ptr().add(at).cast());
+            // SAFETY: at + 64 ≤ step, so both pieces lie inside the ranges the caller
+            // vouched for; each keystream buffer holds its skip (< 16) plus at least
+            // TILE + 64 bytes.
+            let x = _mm512_loadu_si512(source.add(at).cast());
             let ka = _mm512_loadu_si512(a.as_ptr().add(at).cast());
             let kb = _mm512_loadu_si512(b.as_ptr().add(at).cast());
             let y = _mm512_ternarylogic_epi64::<0x96>(x, ka, kb);
-            _mm512_storeu_si512(tile.as_mut_ptr().add(at).cast(), y);
+            _mm512_storeu_si512(sink.add(at).cast(), y);
             at += 64;
         }
         for i in whole..step {
-            tile[i] ^= a[i] ^ b[i];
+            // SAFETY: i < step, inside both ranges; one byte is read before it is written.
+            let byte = source.add(i).read();
+            sink.add(i).write(byte ^ a[i] ^ b[i]);
         }
         done += step;
     }
@@ -304,6 +332,76 @@ mod tests {
             let second = state(&mut seed, None);
             agrees(first, second, len, seed);
         }
+    }
+
+    #[test]
+    fn moving_gives_the_portable_bytes_at_the_new_place_for_any_overlap() {
+        if !available() {
+            return;
+        }
+        let mut seed = 11;
+        for round in 0..300 {
+            let len = (next(&mut seed) % 6000) as usize;
+            let gap = match round % 3 {
+                0 => (next(&mut seed) % 70) as usize,
+                _ => (next(&mut seed) % 3000) as usize,
+            };
+            let to = (next(&mut seed) % 40) as usize;
+            let from = to + gap;
+            let tail = (next(&mut seed) % 20) as usize;
+            let original: Vec<u8> = (0..from + len + tail).map(|n| (n * 31 + 7) as u8).collect();
+            let (mut first, mut second) = (state(&mut seed, None), state(&mut seed, None));
+            let (mut fast_first, mut fast_second) = (first.clone(), second.clone());
+            let mut expected = original.clone();
+            expected.copy_within(from..from + len, to);
+            apply_two_portable(&mut first, &mut second, &mut expected[to..to + len]);
+            let mut got = original;
+            assert!(try_apply_two_moving(
+                &mut fast_first,
+                &mut fast_second,
+                &mut got,
+                from,
+                to,
+                len
+            ));
+            assert!(got == expected, "{len} bytes from {from} to {to}");
+            assert_eq!(fast_first.position, first.position);
+        }
+    }
+
+    #[test]
+    fn moving_refuses_ranges_outside_the_buffer_or_upward() {
+        if !available() {
+            return;
+        }
+        let mut seed = 3;
+        let (mut first, mut second) = (state(&mut seed, None), state(&mut seed, None));
+        let mut buf = [0u8; 100];
+        assert!(!try_apply_two_moving(
+            &mut first,
+            &mut second,
+            &mut buf,
+            50,
+            0,
+            51
+        ));
+        assert!(!try_apply_two_moving(
+            &mut first,
+            &mut second,
+            &mut buf,
+            10,
+            11,
+            5
+        ));
+        assert!(!try_apply_two_moving(
+            &mut first,
+            &mut second,
+            &mut buf,
+            usize::MAX,
+            0,
+            2
+        ));
+        assert_eq!(buf, [0; 100]);
     }
 
     #[test]
