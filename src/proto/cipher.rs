@@ -38,8 +38,8 @@ impl CtrState {
     }
 }
 
-/// Keystream bytes `apply_two` makes per step: 64 AES blocks, as many as the aes crate encrypts
-/// in one go with VAES-512, and small enough to stay in L1 beside the data.
+/// Keystream bytes the portable pass makes per step: 64 AES blocks, as many as the aes crate
+/// encrypts in one go with VAES-512, and small enough to stay in L1 beside the data.
 const TILE: usize = 1024;
 /// A tile's blocks, plus one for a position inside a block.
 const TILE_BLOCKS: usize = TILE / 16 + 1;
@@ -47,66 +47,106 @@ const TILE_BLOCKS: usize = TILE / 16 + 1;
 /// XORs both keystreams, `first`'s and then `second`'s, into `data` and advances both: the
 /// same bytes as `first.apply(data); second.apply(data)`, but the data is read and written once
 /// and the keystreams come from raw AES blocks (encrypt-only key schedule). A relay direction
-/// calls it with its decrypt and encrypt states. Measured with `tests/bench`'s `cipher-speed`
-/// on 16 KiB and 64 KiB chunks: 2–31 % faster than two `apply` calls (median 18 %, 12 runs
-/// on a shared 2-core VM with VAES), never slower.
+/// calls it, or a `Pass` for several pieces, with its decrypt and encrypt states.
 pub fn apply_two(first: &mut CtrState, second: &mut CtrState, data: &mut [u8]) {
-    #[cfg(target_arch = "x86_64")]
-    if vaes::try_apply_two(first, second, data) {
-        return;
-    }
-    apply_two_portable(first, second, data);
+    Pass::new(first, second).apply(data);
 }
 
-/// `apply_two` on `buf[from..from + len]`, with the result put at `buf[to..to + len]`: the
-/// payload of a record moves down over its header in the same pass. Needs `to ≤ from` and
-/// `from + len ≤ buf.len()`; does nothing otherwise (the deframer never asks for that).
-pub fn apply_two_moving(
-    first: &mut CtrState,
-    second: &mut CtrState,
-    buf: &mut [u8],
-    from: usize,
-    to: usize,
-    len: usize,
-) {
-    if to > from || from.checked_add(len).is_none_or(|end| end > buf.len()) {
-        return;
-    }
-    #[cfg(target_arch = "x86_64")]
-    if vaes::try_apply_two_moving(first, second, buf, from, to, len) {
-        return;
-    }
-    buf.copy_within(from..from + len, to);
-    apply_two_portable(first, second, &mut buf[to..to + len]);
+/// A relay direction's decrypt and encrypt keystreams with both key schedules expanded once,
+/// for all the pieces of one read: with VAES where the CPU has it (`cipher/vaes.rs`, measured
+/// with `tests/bench`'s `cipher-speed` at 2.2–2.8 times the portable pass), the aes crate's
+/// blocks elsewhere.
+pub struct Pass<'a> {
+    first: &'a mut CtrState,
+    second: &'a mut CtrState,
+    engine: Engine,
 }
 
-/// `apply_two` with the aes crate's blocks: any CPU, and the reference for the VAES path.
-pub fn apply_two_portable(first: &mut CtrState, second: &mut CtrState, data: &mut [u8]) {
-    let mut one = Keystream::new(first);
-    let mut two = Keystream::new(second);
-    for chunk in data.chunks_mut(TILE) {
-        let a = one.at(first.position, chunk.len());
-        let b = two.at(second.position, chunk.len());
-        for ((byte, a), b) in chunk.iter_mut().zip(a).zip(b) {
-            *byte ^= a ^ b;
+// Lives on the stack for one read and is never stored; boxing it would allocate per read.
+#[allow(clippy::large_enum_variant)]
+enum Engine {
+    #[cfg(target_arch = "x86_64")]
+    Vaes(vaes::Keys, vaes::Keys),
+    Portable(Aes256Enc, Aes256Enc),
+}
+
+impl<'a> Pass<'a> {
+    pub fn new(first: &'a mut CtrState, second: &'a mut CtrState) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if let (Some(one), Some(two)) = (vaes::Keys::new(&first.key), vaes::Keys::new(&second.key))
+        {
+            return Pass {
+                first,
+                second,
+                engine: Engine::Vaes(one, two),
+            };
         }
-        first.position = first.position.wrapping_add(chunk.len() as u64);
-        second.position = second.position.wrapping_add(chunk.len() as u64);
+        Pass::portable(first, second)
+    }
+
+    /// The aes crate's blocks whatever the CPU: the reference the VAES path is tested against.
+    pub fn portable(first: &'a mut CtrState, second: &'a mut CtrState) -> Self {
+        let engine = Engine::Portable(
+            Aes256Enc::new(&first.key.into()),
+            Aes256Enc::new(&second.key.into()),
+        );
+        Pass {
+            first,
+            second,
+            engine,
+        }
+    }
+
+    /// XORs both keystreams into `data` at their current positions and advances both.
+    pub fn apply(&mut self, data: &mut [u8]) {
+        let len = data.len();
+        self.apply_moving(data, 0, 0, len);
+    }
+
+    /// `apply` on `buf[from..from + len]`, with the result put at `buf[to..to + len]`: a
+    /// record's payload moves down over its header in the same pass. Needs `to ≤ from` and
+    /// `from + len ≤ buf.len()`; does nothing otherwise (the deframer never asks for that).
+    pub fn apply_moving(&mut self, buf: &mut [u8], from: usize, to: usize, len: usize) {
+        if to > from || from.checked_add(len).is_none_or(|end| end > buf.len()) {
+            return;
+        }
+        match &self.engine {
+            #[cfg(target_arch = "x86_64")]
+            Engine::Vaes(one, two) => {
+                vaes::apply_two_moving((one, self.first), (two, self.second), buf, from, to, len);
+            }
+            Engine::Portable(one, two) => {
+                buf.copy_within(from..from + len, to);
+                let data = &mut buf[to..to + len];
+                let (first, second) = (&mut *self.first, &mut *self.second);
+                let mut one = Keystream::new(one, first);
+                let mut two = Keystream::new(two, second);
+                for chunk in data.chunks_mut(TILE) {
+                    let a = one.at(first.position, chunk.len());
+                    let b = two.at(second.position, chunk.len());
+                    for ((byte, a), b) in chunk.iter_mut().zip(a).zip(b) {
+                        *byte ^= a ^ b;
+                    }
+                    first.position = first.position.wrapping_add(chunk.len() as u64);
+                    second.position = second.position.wrapping_add(chunk.len() as u64);
+                }
+            }
+        }
     }
 }
 
 /// One keystream made block by block: counter blocks (IV + block number, one 128-bit
 /// big-endian integer, as `Aes256Ctr` counts) encrypted in place.
-struct Keystream {
-    cipher: Aes256Enc,
+struct Keystream<'c> {
+    cipher: &'c Aes256Enc,
     iv: u128,
     blocks: [Block; TILE_BLOCKS],
 }
 
-impl Keystream {
-    fn new(state: &CtrState) -> Self {
+impl<'c> Keystream<'c> {
+    fn new(cipher: &'c Aes256Enc, state: &CtrState) -> Self {
         Keystream {
-            cipher: Aes256Enc::new(&state.key.into()),
+            cipher,
             iv: u128::from_be_bytes(state.iv),
             blocks: [Block::default(); TILE_BLOCKS],
         }

@@ -9,7 +9,7 @@ use std::io::IoSliceMut;
 use super::buffer::{BufferId, BufferPool, RECORDS_PER_READ};
 use super::end::End;
 use super::net::{Net, Outcome, Readiness, Side};
-use crate::proto::cipher::{self, CtrState};
+use crate::proto::cipher::{CtrState, Pass};
 use crate::proto::record::{self, Deframer, HEADER_LEN, MAX_PAYLOAD_LEN, MIN_PAYLOAD_LEN};
 
 /// One record's place in a buffer: header, then payload.
@@ -329,16 +329,17 @@ pub fn relay<N: Net>(
             encrypt,
         } => {
             // The payload is decrypted, re-encrypted and moved over the record headers in
-            // one pass.
+            // one pass, the key schedules expanded once for the whole read.
+            let mut pass = Pass::new(decrypt, encrypt);
             deframer
                 .deframe_with(&mut buf[..n], |buf, from, to, len| {
-                    cipher::apply_two_moving(decrypt, encrypt, buf, from, to, len)
+                    pass.apply_moving(buf, from, to, len)
                 })
                 .map_err(End::BadRecord)?
         }
         Transform::ToClient { decrypt, encrypt } if held > 0 => {
             let data = &mut buf[HEADER_LEN + held..HEADER_LEN + held + n];
-            cipher::apply_two(decrypt, encrypt, data);
+            Pass::new(decrypt, encrypt).apply(data);
             let total = held + n;
             if total < MIN_PAYLOAD_LEN {
                 pipe.held = total as u16;
@@ -365,9 +366,10 @@ pub fn relay<N: Net>(
                 // A read of zero bytes is a FIN and never gets here.
                 return Err(End::Internal);
             }
+            let mut pass = Pass::new(decrypt, encrypt);
             for (slot, &len) in lens[..count].iter().enumerate() {
                 let data = slot * SLOT_LEN + HEADER_LEN;
-                cipher::apply_two(decrypt, encrypt, &mut buf[data..data + len]);
+                pass.apply(&mut buf[data..data + len]);
             }
             let last = lens[count - 1];
             if count == 1 && last < MIN_PAYLOAD_LEN {

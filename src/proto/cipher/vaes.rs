@@ -23,26 +23,43 @@ pub fn available() -> bool {
         && is_x86_feature_detected!("vaes")
 }
 
-/// `cipher::apply_two` if this CPU has what it takes; false, touching nothing, if not.
-pub fn try_apply_two(first: &mut CtrState, second: &mut CtrState, data: &mut [u8]) -> bool {
-    try_apply_two_moving(first, second, data, 0, 0, data.len())
+/// An AES-256 key schedule broadcast to the four lanes of a register. Made only where
+/// `available()` holds, so holding one is the proof that the code below may run.
+pub struct Keys([__m512i; 15]);
+
+impl Keys {
+    pub fn new(key: &[u8; 32]) -> Option<Keys> {
+        if !available() {
+            return None;
+        }
+        // SAFETY: `available` confirmed every feature `broadcast` is compiled for.
+        Some(unsafe { Keys::broadcast(key) })
+    }
+
+    #[target_feature(enable = "aes,avx512f,avx512bw,vaes")]
+    fn broadcast(key: &[u8; 32]) -> Keys {
+        let mut wide = [_mm512_setzero_si512(); 15];
+        for (wide, key) in wide.iter_mut().zip(expand(key)) {
+            *wide = _mm512_broadcast_i32x4(key);
+        }
+        Keys(wide)
+    }
 }
 
-/// `cipher::apply_two_moving` if this CPU has what it takes; false, touching nothing, if not
-/// or if the ranges are not as that function requires.
-pub fn try_apply_two_moving(
-    first: &mut CtrState,
-    second: &mut CtrState,
+/// `cipher::Pass::apply_moving` with each state's `Keys`: false, touching nothing, if the
+/// ranges are not as that requires (`to ≤ from`, `from + len ≤ buf.len()`).
+pub fn apply_two_moving(
+    first: (&Keys, &mut CtrState),
+    second: (&Keys, &mut CtrState),
     buf: &mut [u8],
     from: usize,
     to: usize,
     len: usize,
 ) -> bool {
-    if !available() || to > from || from.checked_add(len).is_none_or(|end| end > buf.len()) {
+    if to > from || from.checked_add(len).is_none_or(|end| end > buf.len()) {
         return false;
     }
-    // SAFETY: `available` confirmed every feature `apply_two` is compiled for, and the
-    // ranges were checked just now.
+    // SAFETY: a `Keys` exists only where `available` holds, and the ranges were checked.
     unsafe { apply_two(first, second, buf, from, to, len) };
     true
 }
@@ -56,8 +73,8 @@ pub fn try_apply_two_moving(
 /// `to ≤ from`, `from + len ≤ buf.len()`.
 #[target_feature(enable = "aes,avx512f,avx512bw,vaes")]
 unsafe fn apply_two(
-    first: &mut CtrState,
-    second: &mut CtrState,
+    (one, first): (&Keys, &mut CtrState),
+    (two, second): (&Keys, &mut CtrState),
     buf: &mut [u8],
     from: usize,
     to: usize,
@@ -66,8 +83,8 @@ unsafe fn apply_two(
     if len == 0 {
         return;
     }
-    let mut one = Stream::new(first);
-    let mut two = Stream::new(second);
+    let mut one = Stream::new(one, first);
+    let mut two = Stream::new(two, second);
     let mut start = true;
     let base = buf.as_mut_ptr();
     let mut done = 0;
@@ -103,9 +120,9 @@ unsafe fn apply_two(
     second.position = second.position.wrapping_add(len as u64);
 }
 
-/// One keystream: broadcast round keys, its next block number and a buffer of blocks.
-struct Stream {
-    keys: [__m512i; 15],
+/// One keystream: its round keys, its next block number and a buffer of blocks.
+struct Stream<'k> {
+    keys: &'k [__m512i; 15],
     iv: u128,
     /// The block the next tile's keystream begins in.
     block: u128,
@@ -114,16 +131,10 @@ struct Stream {
     blocks: [[u8; 16]; BUFFER_BLOCKS],
 }
 
-impl Stream {
-    #[target_feature(enable = "aes,avx512f,avx512bw,vaes")]
-    fn new(state: &CtrState) -> Stream {
-        let round = expand(&state.key);
-        let mut keys = [_mm512_setzero_si512(); 15];
-        for (wide, key) in keys.iter_mut().zip(round) {
-            *wide = _mm512_broadcast_i32x4(key);
-        }
+impl<'k> Stream<'k> {
+    fn new(keys: &'k Keys, state: &CtrState) -> Stream<'k> {
         Stream {
-            keys,
+            keys: &keys.0,
             iv: u128::from_be_bytes(state.iv),
             block: u128::from(state.position / 16),
             skip: (state.position % 16) as usize,
@@ -153,7 +164,7 @@ impl Stream {
         let needed = (self.skip + len).div_ceil(16);
         let first = self.iv.wrapping_add(self.block).wrapping_add(from as u128);
         if needed > from {
-            encrypt_counters(&self.keys, first, &mut self.blocks[from..], needed - from);
+            encrypt_counters(self.keys, first, &mut self.blocks[from..], needed - from);
         }
     }
 }
@@ -280,7 +291,22 @@ fn mix(key: __m128i, word: __m128i) -> __m128i {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::cipher::apply_two_portable;
+    use crate::proto::cipher::Pass;
+
+    /// The VAES path on `buf[from..from + len]`, moved to `to`.
+    fn fast(
+        first: &mut CtrState,
+        second: &mut CtrState,
+        buf: &mut [u8],
+        from: usize,
+        to: usize,
+        len: usize,
+    ) -> bool {
+        let (Some(one), Some(two)) = (Keys::new(&first.key), Keys::new(&second.key)) else {
+            return false;
+        };
+        apply_two_moving((&one, first), (&two, second), buf, from, to, len)
+    }
 
     /// A small deterministic generator for keys, IVs, positions and lengths.
     fn next(seed: &mut u64) -> u64 {
@@ -308,9 +334,9 @@ mod tests {
         let original: Vec<u8> = (0..len).map(|n| (n as u64 ^ seed) as u8).collect();
         let (mut fast_first, mut fast_second) = (first.clone(), second.clone());
         let mut expected = original.clone();
-        apply_two_portable(&mut first, &mut second, &mut expected);
+        Pass::portable(&mut first, &mut second).apply(&mut expected);
         let mut got = original;
-        assert!(try_apply_two(&mut fast_first, &mut fast_second, &mut got));
+        assert!(fast(&mut fast_first, &mut fast_second, &mut got, 0, 0, len));
         assert!(got == expected, "{len} bytes, seed {seed}");
         assert_eq!(fast_first.position, first.position);
         assert_eq!(fast_second.position, second.position);
@@ -354,9 +380,9 @@ mod tests {
             let (mut fast_first, mut fast_second) = (first.clone(), second.clone());
             let mut expected = original.clone();
             expected.copy_within(from..from + len, to);
-            apply_two_portable(&mut first, &mut second, &mut expected[to..to + len]);
+            Pass::portable(&mut first, &mut second).apply(&mut expected[to..to + len]);
             let mut got = original;
-            assert!(try_apply_two_moving(
+            assert!(fast(
                 &mut fast_first,
                 &mut fast_second,
                 &mut got,
@@ -377,31 +403,38 @@ mod tests {
         let mut seed = 3;
         let (mut first, mut second) = (state(&mut seed, None), state(&mut seed, None));
         let mut buf = [0u8; 100];
-        assert!(!try_apply_two_moving(
-            &mut first,
-            &mut second,
-            &mut buf,
-            50,
-            0,
-            51
-        ));
-        assert!(!try_apply_two_moving(
-            &mut first,
-            &mut second,
-            &mut buf,
-            10,
-            11,
-            5
-        ));
-        assert!(!try_apply_two_moving(
-            &mut first,
-            &mut second,
-            &mut buf,
-            usize::MAX,
-            0,
-            2
-        ));
+        assert!(!fast(&mut first, &mut second, &mut buf, 50, 0, 51));
+        assert!(!fast(&mut first, &mut second, &mut buf, 10, 11, 5));
+        assert!(!fast(&mut first, &mut second, &mut buf, usize::MAX, 0, 2));
         assert_eq!(buf, [0; 100]);
+    }
+
+    #[test]
+    fn one_pass_over_many_pieces_gives_the_bytes_of_one_piece() {
+        if !available() {
+            return;
+        }
+        let mut seed = 5;
+        for _ in 0..50 {
+            let (first, second) = (state(&mut seed, None), state(&mut seed, None));
+            let len = (next(&mut seed) % 9000) as usize;
+            let original: Vec<u8> = (0..len).map(|n| (n * 13) as u8).collect();
+            let mut expected = original.clone();
+            let (mut a, mut b) = (first.clone(), second.clone());
+            Pass::portable(&mut a, &mut b).apply(&mut expected);
+            let (mut c, mut d) = (first, second);
+            let mut got = original;
+            let mut pass = Pass::new(&mut c, &mut d);
+            let mut rest = &mut got[..];
+            while !rest.is_empty() {
+                let piece = ((next(&mut seed) % 3000) as usize).min(rest.len());
+                let (now, later) = rest.split_at_mut(piece);
+                pass.apply(now);
+                rest = later;
+            }
+            assert!(got == expected, "{len} bytes in pieces");
+            assert_eq!((c.position, d.position), (a.position, b.position));
+        }
     }
 
     #[test]
