@@ -106,12 +106,18 @@ fuzz_target!(|data: &[u8]| {
 
     // The relay's way, in the same pieces: the same payload, deciphered by the portable pass.
     let relayed = run_relay(stream, &cuts);
-    assert_eq!(relayed.1, pieces.1, "relay: the error differs with cuts {cuts:?}");
+    assert_eq!(
+        relayed.1, pieces.1,
+        "relay: the error differs with cuts {cuts:?}"
+    );
     if pieces.1.is_none() {
         let mut expected = pieces.0.clone();
         let (mut decrypt, mut encrypt) = states();
         Pass::portable(&mut decrypt, &mut encrypt).apply(&mut expected);
-        assert!(relayed.0 == expected, "relay: the payload differs with cuts {cuts:?}");
+        assert!(
+            relayed.0 == expected,
+            "relay: the payload differs with cuts {cuts:?}"
+        );
     }
 
     // Every byte at once, one by one: the same result.
