@@ -6,7 +6,7 @@ use aes::cipher::{BlockCipherEncrypt, KeyInit, KeyIvInit, StreamCipher, StreamCi
 use aes::{Aes256Enc, Block};
 
 #[cfg(target_arch = "x86_64")]
-mod vaes;
+pub mod vaes;
 
 /// The counter block is one 128-bit big-endian integer, as OpenSSL and Go increment it.
 type Aes256Ctr = ctr::Ctr128BE<aes::Aes256>;
