@@ -366,18 +366,19 @@ fn expand(key: &[u8; 32]) -> [__m128i; 15] {
             keys[$at] = b;
         };
     }
-    even!(0x01, 2);
-    odd!(3);
-    even!(0x02, 4);
-    odd!(5);
-    even!(0x04, 6);
-    odd!(7);
-    even!(0x08, 8);
-    odd!(9);
-    even!(0x10, 10);
-    odd!(11);
-    even!(0x20, 12);
-    odd!(13);
+    macro_rules! steps {
+        ($(($rcon:literal, $even:literal, $odd:literal)),*) => {
+            $(even!($rcon, $even); odd!($odd);)*
+        };
+    }
+    steps!(
+        (0x01, 2, 3),
+        (0x02, 4, 5),
+        (0x04, 6, 7),
+        (0x08, 8, 9),
+        (0x10, 10, 11),
+        (0x20, 12, 13)
+    );
     even!(0x40, 14);
     keys
 }
