@@ -217,10 +217,11 @@ impl EventLoop {
                 Ok((stream, peer)) => {
                     let own_dials = &self.driver.shared().own_dials;
                     // Most of the time no front dial is open, and no local address is needed.
-                    let port = || stream.local_addr().map_or(0, |a| a.port());
-                    let came_back = match own_dials.is_empty() {
-                        true => None,
-                        false => own_dials.arrived(peer, port()),
+                    let came_back = if own_dials.is_empty() {
+                        None
+                    } else {
+                        let port = stream.local_addr().map_or(0, |a| a.port());
+                        own_dials.arrived(peer, port)
                     };
                     if let Some(front) = came_back {
                         // Our own dial to the front came back to us: refuse to loop.

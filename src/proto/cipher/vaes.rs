@@ -50,61 +50,65 @@ impl Width {
     }
 }
 
-/// An AES-256 key schedule broadcast to every lane of a register. Made only where its width
-/// is available, so holding one is the proof that the code below may run. Lives on the stack
-/// for one read (boxing it would allocate per read).
+/// The AES-256 key schedules of a relay direction's two keystreams, broadcast to every lane of
+/// a register of one width. Made only where that width is available, so holding one is the
+/// proof that the code below may run. Lives on the stack for one read (boxing it would
+/// allocate per read).
 #[allow(clippy::large_enum_variant)]
 pub enum Keys {
-    W512(w512::Keys),
-    W256(w256::Keys),
+    W512(w512::Keys, w512::Keys),
+    W256(w256::Keys, w256::Keys),
 }
 
 impl Keys {
-    /// The schedule for the widest registers this CPU has; None without VAES.
-    pub fn new(key: &[u8; 32]) -> Option<Keys> {
-        Keys::with_width(key, Width::best()?)
+    /// The schedules for the widest registers this CPU has; None without VAES.
+    pub fn new(first: &[u8; 32], second: &[u8; 32]) -> Option<Keys> {
+        Keys::with_width(first, second, Width::best()?)
     }
 
-    /// The schedule for `width`, if this CPU has it (tests run every width this way).
-    pub fn with_width(key: &[u8; 32], width: Width) -> Option<Keys> {
+    /// The schedules for `width`, if this CPU has it (tests run every width this way).
+    pub fn with_width(first: &[u8; 32], second: &[u8; 32], width: Width) -> Option<Keys> {
         if !width.available() {
             return None;
         }
         // SAFETY: `available` confirmed every feature `broadcast` is compiled for.
         Some(unsafe {
             match width {
-                Width::W512 => Keys::W512(w512::Keys::broadcast(key)),
-                Width::W256 => Keys::W256(w256::Keys::broadcast(key)),
+                Width::W512 => {
+                    Keys::W512(w512::Keys::broadcast(first), w512::Keys::broadcast(second))
+                }
+                Width::W256 => {
+                    Keys::W256(w256::Keys::broadcast(first), w256::Keys::broadcast(second))
+                }
             }
         })
     }
 }
 
-/// `cipher::Pass::apply_moving` with each state's `Keys`: false, touching nothing, if the
-/// ranges are not as that requires (`to ≤ from`, `from + len ≤ buf.len()`) or the two
-/// schedules differ in width.
+/// `cipher::Pass::apply_moving` with the `Keys` of `first` and `second`: false, touching
+/// nothing, if the ranges are not as that requires (`super::fits`).
 pub fn apply_two_moving(
-    first: (&Keys, &mut CtrState),
-    second: (&Keys, &mut CtrState),
+    keys: &Keys,
+    first: &mut CtrState,
+    second: &mut CtrState,
     buf: &mut [u8],
     from: usize,
     to: usize,
     len: usize,
 ) -> bool {
-    if to > from || from.checked_add(len).is_none_or(|end| end > buf.len()) {
+    if !super::fits(buf, from, to, len) {
         return false;
     }
     // SAFETY: a `Keys` of a width exists only where that width is available, and the ranges
     // were checked.
     unsafe {
-        match (first, second) {
-            ((Keys::W512(one), a), (Keys::W512(two), b)) => {
-                w512::apply_two((one, a), (two, b), buf, from, to, len)
+        match keys {
+            Keys::W512(one, two) => {
+                w512::apply_two((one, first), (two, second), buf, from, to, len)
             }
-            ((Keys::W256(one), a), (Keys::W256(two), b)) => {
-                w256::apply_two((one, a), (two, b), buf, from, to, len)
+            Keys::W256(one, two) => {
+                w256::apply_two((one, first), (two, second), buf, from, to, len)
             }
-            _ => return false,
         }
     }
     true
@@ -257,8 +261,9 @@ macro_rules! width {
                 out: &mut [[u8; 16]],
                 count: usize,
             ) {
-                let groups = count.div_ceil($lanes);
-                debug_assert!(groups * $lanes <= out.len());
+                // Never more groups than `out` holds, whatever the caller asks: the stores
+                // below rely on it.
+                let groups = count.div_ceil($lanes).min(out.len() / $lanes);
                 // Each 128-bit lane holds the counter little-endian; this shuffle makes it
                 // big-endian.
                 let reverse = $broadcast(_mm_set_epi8(
@@ -407,11 +412,10 @@ mod tests {
         to: usize,
         len: usize,
     ) -> bool {
-        let keys = |state: &CtrState| Keys::with_width(&state.key, width);
-        let (Some(one), Some(two)) = (keys(first), keys(second)) else {
+        let Some(keys) = Keys::with_width(&first.key, &second.key, width) else {
             return false;
         };
-        apply_two_moving((&one, first), (&two, second), buf, from, to, len)
+        apply_two_moving(&keys, first, second, buf, from, to, len)
     }
 
     /// Every register width this CPU has.

@@ -204,10 +204,7 @@ fn main() {
         let mut records_b = CtrState::new([3; 32], [4; 16]);
         let mut narrow_a = CtrState::new([1; 32], [2; 16]);
         let mut narrow_b = CtrState::new([3; 32], [4; 16]);
-        let narrow_keys = (
-            vaes::Keys::with_width(&narrow_a.key, vaes::Width::W256),
-            vaes::Keys::with_width(&narrow_b.key, vaes::Width::W256),
-        );
+        let narrow_keys = vaes::Keys::with_width(&narrow_a.key, &narrow_b.key, vaes::Width::W256);
         let mut steps: Vec<Step> = vec![
             Box::new(|d: &mut [u8]| long_a.apply_keystream(d)),
             Box::new(|d: &mut [u8]| feint_a.apply(d)),
@@ -235,10 +232,9 @@ fn main() {
             }),
             Box::new(|d: &mut [u8]| {
                 // Without 256-bit VAES the row stays at zero.
-                if let (Some(one), Some(two)) = &narrow_keys {
+                if let Some(keys) = &narrow_keys {
                     let len = d.len();
-                    let (a, b) = ((one, &mut narrow_a), (two, &mut narrow_b));
-                    vaes::apply_two_moving(a, b, d, 0, 0, len);
+                    vaes::apply_two_moving(keys, &mut narrow_a, &mut narrow_b, d, 0, 0, len);
                 }
             }),
         ];
