@@ -76,6 +76,23 @@ pub enum Rejection {
     Timeout,
 }
 
+impl Rejection {
+    /// Every rejection, in the order of the `reason` labels of `feint_fronted_total`.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub const ALL: [Rejection; 10] = [
+        Rejection::NotTls,
+        Rejection::Truncated,
+        Rejection::NotClientHello,
+        Rejection::WrongDomain,
+        Rejection::BadDigest,
+        Rejection::ClockSkew,
+        Rejection::Replayed,
+        Rejection::NoTls13Suite,
+        Rejection::TrailingData,
+        Rejection::Timeout,
+    ];
+}
+
 impl std::fmt::Display for Rejection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -1009,19 +1026,7 @@ mod tests {
 
     #[test]
     fn display_is_short_lowercase_text() {
-        let all = [
-            Rejection::NotTls,
-            Rejection::Truncated,
-            Rejection::NotClientHello,
-            Rejection::WrongDomain,
-            Rejection::BadDigest,
-            Rejection::ClockSkew,
-            Rejection::Replayed,
-            Rejection::NoTls13Suite,
-            Rejection::TrailingData,
-            Rejection::Timeout,
-        ];
-        for rejection in all {
+        for rejection in Rejection::ALL {
             let text = rejection.to_string();
             assert!(!text.is_empty() && text.len() <= 20, "{text}");
             assert_eq!(text, text.to_lowercase());

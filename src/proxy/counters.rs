@@ -7,22 +7,8 @@ use std::time::SystemTime;
 
 use crate::proto::hello::Rejection;
 
-/// Every `Rejection`, in the order of `FRONTED_LABELS` (the tests check the two agree).
-#[cfg_attr(not(test), allow(dead_code))]
-pub const FRONTED_REASONS: [Rejection; 10] = [
-    Rejection::NotTls,
-    Rejection::Truncated,
-    Rejection::NotClientHello,
-    Rejection::WrongDomain,
-    Rejection::BadDigest,
-    Rejection::ClockSkew,
-    Rejection::Replayed,
-    Rejection::NoTls13Suite,
-    Rejection::TrailingData,
-    Rejection::Timeout,
-];
-
-/// The `reason` label of `feint_fronted_total` for each of `FRONTED_REASONS`.
+/// The `reason` label of `feint_fronted_total` for each of `Rejection::ALL` (the tests check
+/// the two agree).
 pub const FRONTED_LABELS: [&str; 10] = [
     "not_tls",
     "truncated",
@@ -315,7 +301,7 @@ mod tests {
 
     #[test]
     fn every_rejection_has_its_own_label() {
-        for (index, reason) in FRONTED_REASONS.iter().enumerate() {
+        for (index, reason) in Rejection::ALL.iter().enumerate() {
             assert_eq!(fronted_index(*reason), index);
         }
     }
