@@ -54,6 +54,23 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// `spawn` on a free port, with the command `command(port)` makes; up to START_ATTEMPTS
+    /// ports, since another process may take a free port before the daemon binds it.
+    pub fn spawn_on_free_port(
+        log: PathBuf,
+        mut command: impl FnMut(u16) -> io::Result<Command>,
+    ) -> io::Result<(Daemon, u16)> {
+        let mut last_error = io::Error::other("no attempt made");
+        for _ in 0..START_ATTEMPTS {
+            let port = free_port()?;
+            match Daemon::spawn(command(port)?, log.clone(), port) {
+                Ok(daemon) => return Ok((daemon, port)),
+                Err(error) => last_error = error,
+            }
+        }
+        Err(last_error)
+    }
+
     /// Spawns `command` with its output in `log` and waits, bounded, until `port` listens.
     /// Fails with the log if the process exits or the deadline passes first.
     pub fn spawn(mut command: Command, log: PathBuf, port: u16) -> io::Result<Daemon> {

@@ -24,10 +24,9 @@ impl Dante {
     /// Starts danted on 127.0.0.1:(free port) and waits, bounded, until it listens.
     pub fn start() -> io::Result<Dante> {
         let dir = TempDir::new("feint-dante")?;
-        let mut last_error = None;
-        for _ in 0..daemon::START_ATTEMPTS {
-            let port = daemon::free_port()?;
-            let conf = dir.path().join("danted.conf");
+        let conf = dir.path().join("danted.conf");
+        let pid = dir.path().join("danted.pid");
+        let (daemon, port) = Daemon::spawn_on_free_port(dir.path().join("danted.log"), |port| {
             fs::write(&conf, config(port))?;
             let mut command = Command::new(daemon::sbin("danted"));
             // -N 1: one process per kind is plenty for a test; danted stays in the foreground
@@ -36,20 +35,15 @@ impl Dante {
                 .arg("-f")
                 .arg(&conf)
                 .arg("-p")
-                .arg(dir.path().join("danted.pid"))
+                .arg(&pid)
                 .args(["-N", "1"]);
-            match Daemon::spawn(command, dir.path().join("danted.log"), port) {
-                Ok(daemon) => {
-                    return Ok(Dante {
-                        addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-                        daemon,
-                        _dir: dir,
-                    })
-                }
-                Err(error) => last_error = Some(error),
-            }
-        }
-        Err(last_error.expect("at least one attempt"))
+            Ok(command)
+        })?;
+        Ok(Dante {
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            daemon,
+            _dir: dir,
+        })
     }
 
     /// Dante's log so far, with a line for every CONNECT and disconnect.

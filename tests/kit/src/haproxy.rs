@@ -30,26 +30,19 @@ impl Haproxy {
     /// waits, bounded, until it listens.
     pub fn start(backend: SocketAddr, version: HeaderVersion) -> io::Result<Haproxy> {
         let dir = TempDir::new("feint-haproxy")?;
-        let mut last_error = None;
-        for _ in 0..daemon::START_ATTEMPTS {
-            let port = daemon::free_port()?;
-            let conf = dir.path().join("haproxy.cfg");
+        let conf = dir.path().join("haproxy.cfg");
+        let (daemon, port) = Daemon::spawn_on_free_port(dir.path().join("haproxy.log"), |port| {
             fs::write(&conf, config(port, backend, version))?;
             let mut command = Command::new(daemon::sbin("haproxy"));
             // -db: stay in the foreground, so dropping the child stops it.
             command.arg("-db").arg("-f").arg(&conf);
-            match Daemon::spawn(command, dir.path().join("haproxy.log"), port) {
-                Ok(daemon) => {
-                    return Ok(Haproxy {
-                        addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-                        daemon,
-                        _dir: dir,
-                    })
-                }
-                Err(error) => last_error = Some(error),
-            }
-        }
-        Err(last_error.expect("at least one attempt"))
+            Ok(command)
+        })?;
+        Ok(Haproxy {
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            daemon,
+            _dir: dir,
+        })
     }
 
     /// HAProxy's own output, for diagnostics.
