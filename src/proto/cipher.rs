@@ -55,7 +55,7 @@ pub fn apply_two(first: &mut CtrState, second: &mut CtrState, data: &mut [u8]) {
 /// A relay direction's decrypt and encrypt keystreams with both key schedules expanded once,
 /// for all the pieces of one read: with VAES where the CPU has it (`cipher/vaes.rs`; with
 /// 512-bit registers, `tests/bench`'s `cipher-speed` measured 4.2–5.3 GB/s per CPU second
-/// against 2.4–2.8 for the portable pass), the aes crate's blocks elsewhere.
+/// against 2.4–3.1 for the portable pass), the aes crate's blocks elsewhere.
 pub struct Pass<'a> {
     first: &'a mut CtrState,
     second: &'a mut CtrState,
